@@ -6,7 +6,7 @@
 //
 // Registrations are one-shot: when a pidfd fires, it is removed from the set before JS hears of it, so the set
 // holds exactly the pending watches. The fired (fd, events) pairs go into an Int32Array shared with JS, and JS is
-// called once per wake-up with the count: no allocation on the hot path.
+// called once per wake-up with the count: no allocation on the hot path. Each slot pair is (token, events).
 #include <errno.h>
 #include <sys/epoll.h>
 #include <uv.h>
@@ -42,8 +42,8 @@ void Watcher::OnPoll(uv_poll_t* handle, int status, int) {
     int n = epoll_wait(w->epfd, ev, kMaxEvents, 0);
     if (n <= 0) return;
     for (int i = 0; i < n; i++) {
-      epoll_ctl(w->epfd, EPOLL_CTL_DEL, ev[i].data.fd, nullptr);
-      w->slots[2 * i] = ev[i].data.fd;
+      epoll_ctl(w->epfd, EPOLL_CTL_DEL, static_cast<int>(ev[i].data.u64 & 0xffffffffu), nullptr);
+      w->slots[2 * i] = static_cast<int32_t>(ev[i].data.u64 >> 32);
       w->slots[2 * i + 1] = static_cast<int32_t>(ev[i].events);
     }
     napi_handle_scope scope;
@@ -120,14 +120,17 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   return slots;
 }
 
-// (fd, events): events is EPOLLIN for "exited", or 0 for "reaped" (EPOLLHUP is always reported). → 0 | -errno
+// (fd, events, token): events is EPOLLIN for "exited", or 0 for "reaped" (EPOLLHUP is always reported). JS hears
+// the token, not the fd: an fd number can be closed and reused between the wake-up and the dispatch, a token not.
+// → 0 | -errno
 Napi::Value Watch(const Napi::CallbackInfo& info) {
   Watcher* w = Need(info);
+  int fd = Int32Arg(info, 0);
   struct epoll_event ev = {};
-  ev.data.fd = Int32Arg(info, 0);
   ev.events = static_cast<uint32_t>(Int32Arg(info, 1));
-  int r = epoll_ctl(w->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-  if (r < 0 && errno == EEXIST) r = epoll_ctl(w->epfd, EPOLL_CTL_MOD, ev.data.fd, &ev);
+  ev.data.u64 = (static_cast<uint64_t>(static_cast<uint32_t>(Int32Arg(info, 2))) << 32) | static_cast<uint32_t>(fd);
+  int r = epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+  if (r < 0 && errno == EEXIST) r = epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev);
   return Result(info.Env(), r < 0 ? -static_cast<double>(errno) : 0);
 }
 

@@ -1,0 +1,98 @@
+import { join } from 'node:path';
+import { codedError } from './errors';
+
+/** Raw fields of struct pidfd_info; only those whose bit is set in `mask` are meaningful. */
+export interface RawPidfdInfo {
+  mask: number;
+  cgroupid: bigint;
+  pid: number;
+  tgid: number;
+  ppid: number;
+  ruid: number;
+  rgid: number;
+  euid: number;
+  egid: number;
+  suid: number;
+  sgid: number;
+  fsuid: number;
+  fsgid: number;
+  exitCode: number;
+  coredumpMask: number;
+}
+
+export interface RawWaitid {
+  pid: number;
+  /** si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED ... */
+  code: number;
+  /** si_status: the exit code, or the signal number. */
+  status: number;
+}
+
+/** Numeric constants read from the kernel and libc headers at build time. */
+export interface NativeConstants {
+  readonly [name: string]: number;
+}
+
+/**
+ * The native module (src/). Every call returns its result or a negative errno; nothing here throws for a kernel
+ * failure. Arguments must already be validated: the native side only guards against wrong JS types.
+ */
+export interface Native {
+  constants: NativeConstants;
+  open(pid: number, flags: number): number;
+  sendSignal(fd: number, signo: number, flags: number, value?: number): number;
+  getfd(fd: number, targetFd: number): number;
+  waitid(fd: number, options: number): RawWaitid | null | number;
+  info(fd: number, mask: number): RawPidfdInfo | number;
+  /** ranges: [address0, length0, address1, length1, ...] */
+  madvise(fd: number, ranges: BigUint64Array, advice: number): number;
+  mrelease(fd: number): number;
+  poll(fd: number): number;
+  close(fd: number): number;
+  openReaped(): number;
+  mlockall(flags: number): number;
+  watcherStart(onReady: (count: number) => void): Int32Array | number;
+  watch(fd: number, events: number, token: number): number;
+  unwatch(fd: number): number;
+  watcherRef(ref: boolean): void;
+}
+
+function unsupportedPlatform(): never {
+  throw codedError(
+    'ERR_PIDFD_UNSUPPORTED_PLATFORM',
+    `pidfd needs Linux; this is ${process.platform}. The package loads here, but every call fails.`,
+  );
+}
+
+function load(): { native: Native; supported: boolean } {
+  if (process.platform !== 'linux') {
+    const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
+    for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'madvise', 'mrelease', 'poll', 'close',
+      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef']) {
+      stub[name] = unsupportedPlatform;
+    }
+    return { native: stub as unknown as Native, supported: false };
+  }
+  // lib/ (tests, through tap's TypeScript loader) and dist/ (the published build) both sit one level below the
+  // package root, where node-gyp-build looks for build/Release and prebuilds/.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => Native;
+  try {
+    return { native: nodeGypBuild(join(__dirname, '..')), supported: true };
+  } catch (cause) {
+    const err = codedError(
+      'ERR_PIDFD_NATIVE_LOAD',
+      'pidfd: no native build fits this system, and none could be loaded. ' +
+        'Install a C++ toolchain (Debian/Ubuntu: apt-get install g++ make python3; Alpine: apk add g++ make python3 ' +
+        'linux-headers) and run `npm rebuild pidfd`. Cause: ' + (cause as Error).message,
+    );
+    (err as Error & { cause?: unknown }).cause = cause;
+    throw err;
+  }
+}
+
+const loaded = load();
+export const native: Native = loaded.native;
+/** False off Linux, where every call throws ERR_PIDFD_UNSUPPORTED_PLATFORM. */
+export const platformSupported: boolean = loaded.supported;
+export const C: NativeConstants = native.constants;

@@ -1,0 +1,85 @@
+import { constants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
+
+/** errno numbers by name (positive; the native layer returns them negated). */
+export const E = constants.errno;
+
+/** Error codes this library raises itself (system errors carry the kernel's code, e.g. `ESRCH`). */
+export type PidfdErrorCode =
+  | 'ERR_PIDFD_CLOSED'
+  | 'ERR_PIDFD_CHILD_EXITED'
+  | 'ERR_PIDFD_UNSUPPORTED'
+  | 'ERR_PIDFD_UNSUPPORTED_PLATFORM'
+  | 'ERR_ILLEGAL_CONSTRUCTOR';
+
+/**
+ * A Node-shaped system error, as `fs` raises them: message `ESRCH: no such process, pidfd_open`, and the
+ * properties `errno` (negative), `code` and `syscall`.
+ */
+export interface SystemError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+/** An error with a Node-style `code` property. */
+export interface CodedError extends Error {
+  code: string;
+}
+
+let errorMap: Map<number, [string, string]> | undefined;
+
+/** Builds a system error from a negative errno as returned by the native layer. */
+export function systemError(negErrno: number, syscall: string, hint?: string): SystemError {
+  errorMap ??= getSystemErrorMap();
+  const [code, description] = errorMap.get(negErrno) ?? [`Unknown system error ${-negErrno}`, 'unknown error'];
+  const err = new Error(`${code}: ${description}, ${syscall}${hint ? ` (${hint})` : ''}`) as SystemError;
+  err.errno = negErrno;
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+/** An `Error` with a `code`; `Ctor` picks TypeError / RangeError for argument errors. */
+export function codedError(
+  code: string,
+  message: string,
+  Ctor: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor = Error,
+): CodedError {
+  const err = new Ctor(message) as CodedError;
+  err.code = code;
+  return err;
+}
+
+/** Thrown when this kernel lacks a feature; names the feature and the kernel that added it. */
+export function unsupported(feature: string, since: string): CodedError & { feature: string } {
+  const err = codedError(
+    'ERR_PIDFD_UNSUPPORTED',
+    `${feature} is not supported by this kernel (it needs Linux ${since} or later)`,
+  ) as CodedError & { feature: string };
+  err.feature = feature;
+  return err;
+}
+
+export function closedError(): CodedError {
+  return codedError('ERR_PIDFD_CLOSED', 'The PidFd is closed');
+}
+
+export function timeoutError(ms: number): CodedError {
+  return codedError('ETIMEDOUT', `waitExit timed out after ${ms} ms`);
+}
+
+/**
+ * The rejection for an aborted wait: the signal's own reason when the caller gave one, otherwise an `AbortError`
+ * with code `ABORT_ERR`, as Node's own promise APIs reject.
+ */
+export function abortReason(signal: AbortSignal): unknown {
+  const reason: unknown = signal.reason;
+  if (reason === undefined || (reason instanceof DOMException && reason.name === 'AbortError')) {
+    const err = codedError('ABORT_ERR', 'The operation was aborted');
+    err.name = 'AbortError';
+    (err as Error & { cause?: unknown }).cause = reason;
+    return err;
+  }
+  return reason;
+}

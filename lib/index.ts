@@ -1,0 +1,29 @@
+/**
+ * pidfd: Linux process file descriptors for Node.js.
+ *
+ * @example
+ * import { PidFd } from 'pidfd';
+ * const p = PidFd.open(pid);
+ * p.kill('SIGKILL');
+ * p.release();
+ * console.log(await p.waitExit());
+ */
+import { C } from './binding';
+
+export { PidFd } from './pidfd';
+export type { OpenOptions, KillOptions, WaitOptions, PidFdInfo } from './pidfd';
+export type { ExitInfo, ExitStatus } from './exit';
+export type { Advice, MemoryRange } from './memory';
+export { capabilities, FEATURES } from './capabilities';
+export type { Capabilities } from './capabilities';
+export type { SystemError, CodedError, PidfdErrorCode } from './errors';
+
+/**
+ * Numeric constants of the kernel interfaces this package wraps (PIDFD_*, MADV_*, P_PIDFD, W*, CLD_*, PAGE_SIZE),
+ * read from the system headers at build time. Empty off Linux.
+ *
+ * @example
+ * import { constants } from 'pidfd';
+ * console.log(constants.PIDFD_NONBLOCK, constants.PAGE_SIZE);
+ */
+export const constants: Readonly<Record<string, number>> = C;

@@ -1,0 +1,64 @@
+// The JS half of the readiness watcher (src/watcher.cc): one native epoll set per environment, and here the table
+// from registration token to handler. Registrations are one-shot: a handler runs at most once, and is gone before
+// it runs, so re-arming from inside a handler is allowed.
+import { native } from './binding';
+import { systemError } from './errors';
+
+export type ReadyHandler = (events: number) => void;
+
+const handlers = new Map<number, ReadyHandler>();
+let slots: Int32Array | undefined;
+let nextToken = 1;
+let refs = 0;
+
+function onReady(count: number): void {
+  const s = slots as Int32Array;
+  for (let i = 0; i < count; i++) {
+    const token = s[2 * i];
+    const handler = handlers.get(token);
+    if (handler !== undefined) {
+      handlers.delete(token);
+      handler(s[2 * i + 1]);
+    }
+  }
+}
+
+function start(): Int32Array {
+  const r = native.watcherStart(onReady);
+  if (typeof r === 'number') throw systemError(r, 'epoll_create1');
+  return (slots = r);
+}
+
+/**
+ * Calls `handler(events)` once, when `fd` reports `events` (EPOLLIN: the process exited; 0: only EPOLLHUP, which
+ * pidfds report once the process has been reaped). Returns the token that `unwatch` takes.
+ */
+export function watch(fd: number, events: number, handler: ReadyHandler): number {
+  if (slots === undefined) start();
+  const token = nextToken;
+  nextToken = nextToken === 0x7fffffff ? 1 : nextToken + 1;
+  const r = native.watch(fd, events, token);
+  if (r < 0) throw systemError(r, 'epoll_ctl');
+  handlers.set(token, handler);
+  return token;
+}
+
+/** Cancels a registration that has not fired yet; harmless if it has. */
+export function unwatch(fd: number, token: number): void {
+  if (handlers.delete(token)) native.unwatch(fd);
+}
+
+/** Keeps the event loop alive while at least one retained wait is pending (like a ref'd Node handle). */
+export function retain(): void {
+  if (slots === undefined) start();
+  if (refs++ === 0) native.watcherRef(true);
+}
+
+export function release(): void {
+  if (--refs === 0) native.watcherRef(false);
+}
+
+/** Pending registrations in this environment (for leak checks in tests and diagnostics). */
+export function pendingWatches(): number {
+  return handlers.size;
+}
