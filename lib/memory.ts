@@ -56,7 +56,8 @@ function toRanges(ranges: unknown, pageSize: bigint): [bigint, bigint][] {
 /** Validates the advice name; returns the MADV_* number. */
 export function adviceNumber(advice: unknown): number {
   if (typeof advice !== 'string') throw invalidType('advice', 'of type string', advice);
-  const entry = (ADVICE as Record<string, [number, string]>)[advice];
+  // Own keys only: 'toString' or 'constructor' must not find Object.prototype's members.
+  const entry = Object.prototype.hasOwnProperty.call(ADVICE, advice) ? ADVICE[advice as Advice] : undefined;
   if (!entry) throw invalidValue('advice', advice, "must be one of 'cold', 'pageout', 'willneed', 'collapse'");
   return entry[0];
 }
@@ -71,19 +72,26 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
   const madv = adviceNumber(advice);
   const page = BigInt(C.PAGE_SIZE);
   const cap = perCallByteCap(C.PAGE_SIZE);
-  // Pieces no larger than the cap; the cap is page-aligned, so every piece starts page-aligned.
-  const pieces: [bigint, bigint][] = [];
-  for (const [addr, len] of toRanges(ranges, page)) {
-    for (let off = 0n; off < len; off += cap) pieces.push([addr + off, len - off < cap ? len - off : cap]);
-  }
+  const list = toRanges(ranges, page);
+  // A cursor into the ranges: all before `i` are done, and `off` bytes of ranges[i]. Pieces (at most the cap each,
+  // so every piece starts page-aligned) are cut only as a batch needs them: a range may be up to 2^64 bytes long.
   let advised = 0n;
   let i = 0;
-  while (i < pieces.length) {
+  let off = 0n;
+  while (i < list.length) {
     const batch: bigint[] = [];
     let bytes = 0n;
-    for (let j = i; j < pieces.length && batch.length < 2 * C.UIO_MAXIOV && bytes + pieces[j][1] <= cap; j++) {
-      batch.push(pieces[j][0], pieces[j][1]);
-      bytes += pieces[j][1];
+    for (let j = i, o = off; j < list.length && batch.length < 2 * C.UIO_MAXIOV; ) {
+      const [addr, len] = list[j];
+      const piece = len - o < cap ? len - o : cap;
+      if (bytes + piece > cap) break;
+      batch.push(addr + o, piece);
+      bytes += piece;
+      o += piece;
+      if (o === len) {
+        j++;
+        o = 0n;
+      }
     }
     const r = native.madvise(fd, BigUint64Array.from(batch), madv);
     if (r < 0) {
@@ -94,16 +102,17 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
       }
       throw Object.assign(systemError(r, 'process_madvise'), { bytesAdvised: Number(advised) });
     }
-    // Skip what the kernel finished; a piece it stopped inside of continues from where it stopped.
+    // Skip what the kernel finished; a range it stopped inside of continues from where it stopped.
     let done = BigInt(r);
     advised += done;
-    while (done > 0n && i < pieces.length) {
-      const [addr, len] = pieces[i];
-      if (done >= len) {
-        done -= len;
+    while (done > 0n && i < list.length) {
+      const rest = list[i][1] - off;
+      if (done >= rest) {
+        done -= rest;
         i++;
+        off = 0n;
       } else {
-        pieces[i] = [addr + done, len - done];
+        off += done;
         done = 0n;
       }
     }
