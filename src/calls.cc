@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include <vector>
 
 #include "addon.h"
 #include "syscalls.h"
@@ -94,12 +93,15 @@ Napi::Value Madvise(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "pidfd native: ranges must be a BigUint64Array");
   Napi::BigUint64Array a = info[1].As<Napi::BigUint64Array>();
   size_t n = a.ElementLength() / 2;
-  std::vector<struct iovec> iov(n);
+  // The kernel takes at most UIO_MAXIOV ranges per call; a fixed array keeps this free of heap allocation (and of
+  // std::vector, whose newer libstdc++ symbols would raise the prebuild's GLIBCXX floor).
+  struct iovec iov[kMaxIov];
+  if (n > kMaxIov) return Result(env, Neg(EINVAL));
   for (size_t i = 0; i < n; i++) {
     iov[i].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(a[2 * i]));
     iov[i].iov_len = static_cast<size_t>(a[2 * i + 1]);
   }
-  long r = sys_process_madvise(Int32Arg(info, 0), iov.data(), n, Int32Arg(info, 2), 0);
+  long r = sys_process_madvise(Int32Arg(info, 0), iov, n, Int32Arg(info, 2), 0);
   return Result(env, r < 0 ? Neg(errno) : static_cast<double>(r));
 }
 

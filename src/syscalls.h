@@ -33,6 +33,9 @@
 
 namespace pidfd {
 
+// UIO_MAXIOV: the most ranges one process_madvise call takes (<linux/uio.h> clashes with <sys/uio.h>).
+constexpr size_t kMaxIov = 1024;
+
 // struct pidfd_info from <linux/pidfd.h>. It is size-versioned: 64 bytes (6.13, VER0), 72 (coredump fields),
 // 80 (supported_mask). The size is encoded in the ioctl number; a kernel that knows less fills what it knows and
 // leaves the rest zero, and only the bits it sets in `mask` say which fields are valid.
