@@ -149,10 +149,10 @@ export class PidFd {
     if (!(child instanceof ChildProcess)) throw invalidType('child', 'an instance of ChildProcess', child);
     // libuv reaps a child and sets exitCode/signalCode in the same callback, so while both are null the pid still
     // names this child (alive or a zombie) and cannot have been recycled.
+    if (typeof child.pid !== 'number') throw invalidValue('child', child, 'has no pid (it failed to spawn)');
     if (child.exitCode !== null || child.signalCode !== null) {
       throw codedError('ERR_PIDFD_CHILD_EXITED', `Child ${child.pid} has already exited and been reaped`);
     }
-    if (typeof child.pid !== 'number') throw invalidValue('child', child, 'has no pid (it failed to spawn)');
     return PidFd.#open(child.pid, 0, child);
   }
 
@@ -206,7 +206,7 @@ export class PidFd {
   kill(signal: NodeJS.Signals | number = 'SIGTERM', options?: KillOptions): boolean {
     const signo = toSignalNumber(signal);
     validateObject(options, 'options');
-    const scope = options?.scope ?? 'process';
+    const scope = options?.scope === undefined ? 'process' : options.scope;
     if (!Object.prototype.hasOwnProperty.call(SCOPE_FLAGS, scope)) {
       throw invalidValue('options.scope', scope, "must be 'process', 'thread' or 'process-group'");
     }
