@@ -1,0 +1,133 @@
+// Shared pieces of the benchmarks: building the C helpers, talking to them, statistics.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH = dirname(fileURLToPath(import.meta.url));
+export const ROOT = join(BENCH, '..');
+const OUT = join(ROOT, 'build', 'bench');
+
+/** The package as users get it (dist/ + the built addon). */
+export const require = createRequire(import.meta.url);
+export function loadPackage() {
+  if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
+    throw new Error('dist/ is missing: build the package first (npm run build, or npx tsc -p tsconfig.json)');
+  }
+  return require('..');
+}
+
+/** Compiles bench/<name>.c into build/bench/<name> (again when the source is newer) and returns the path. */
+export function compile(name) {
+  const src = join(BENCH, `${name}.c`);
+  const bin = join(OUT, name);
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(OUT, { recursive: true });
+    const tmp = `${bin}.${process.pid}.tmp`;
+    execFileSync('cc', ['-O2', '-Wall', '-o', tmp, src], { stdio: 'inherit' });
+    renameSync(tmp, bin);
+  }
+  return bin;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const now = () => process.hrtime.bigint();
+
+/** Line-at-a-time request/answer over a child's stdin/stdout. */
+export class LineProc {
+  constructor(file, args, options = {}) {
+    this.child = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], ...options });
+    this.buf = '';
+    this.lines = [];
+    this.waiting = [];
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const w = this.waiting.shift();
+        if (w) w.resolve(line);
+        else this.lines.push(line);
+      }
+    });
+    this.child.on('exit', (code, signal) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`${file} exited (${code ?? signal})`));
+    });
+  }
+
+  /** Sends one command and resolves with the answer line. */
+  ask(command) {
+    this.child.stdin.write(`${command}\n`);
+    return this.next();
+  }
+
+  next() {
+    if (this.lines.length > 0) return Promise.resolve(this.lines.shift());
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** Ends input (the helpers then clean up and exit) and waits for the exit. */
+  async end() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.stdin.end();
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await gone;
+    clearTimeout(t);
+  }
+}
+
+/** Nearest-rank percentile of a sorted array. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** Summary of samples in nanoseconds, reported in microseconds. */
+export function summarize(samplesNs) {
+  const s = Float64Array.from(samplesNs).sort();
+  const us = (x) => x / 1000;
+  const mean = s.reduce((a, b) => a + b, 0) / s.length;
+  return {
+    n: s.length,
+    p50: us(percentile(s, 50)),
+    p90: us(percentile(s, 90)),
+    p99: us(percentile(s, 99)),
+    min: us(s[0]),
+    max: us(s[s.length - 1]),
+    mean: us(mean),
+  };
+}
+
+/** Fisher–Yates, in place. */
+export function shuffle(a) {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Runs a bench script as its own Node process; it prints progress on stderr and one JSON document on stdout. */
+export function runScript(script, args = [], options = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(BENCH, script), ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code, signal) => {
+      if (code !== 0) return reject(new Error(`${script} failed (${code ?? signal})`));
+      try {
+        resolve(JSON.parse(out));
+      } catch (err) {
+        reject(new Error(`${script} printed no JSON: ${err.message}`));
+      }
+    });
+  });
+}

@@ -1,0 +1,174 @@
+// Time from SIGKILL to "memory freed" for a large process, with and without process_mrelease (pidfd.release()).
+// "Freed" is read from the victim's own memory cgroup (v1 memory.usage_in_bytes): the system-wide MemAvailable
+// lags, because freed pages sit on per-CPU lists first.
+//
+//   node bench/mrelease.mjs [MiB] [trials-per-side]      prints one JSON document on stdout
+//
+// Each victim (bench/helper.c hog) is moved into a fresh cgroup before it touches its memory, so the cgroup's
+// usage is the victim's memory alone. Trials alternate ABBA between the two sides. The usage is read every ~50 µs,
+// sleeping in between: a busy poller would compete for a CPU with the exiting victim on a small machine.
+//
+// Two scenarios:
+//   idle  the machine is otherwise idle: the victim frees its memory itself as soon as it runs, and release() only
+//         helps if it reaches the memory before the victim detaches it (else it returns false)
+//   busy  the victim's CPU is shared with 3 busy processes (pinned there), as on a loaded machine: its own exit
+//         gets a quarter of a CPU, while release() frees the memory from the caller's CPU (this process is kept
+//         on another CPU for the scenario)
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { compile, loadPackage, now, sleep } from './lib.mjs';
+
+const MIB = Number(process.argv[2] ?? 2048);
+const TRIALS = Number(process.argv[3] ?? 6);
+const CG_ROOT = '/sys/fs/cgroup/memory';
+const SIGKILL = osConstants.signals.SIGKILL;
+const FREED = 0.01; // "freed": usage at or below 1% of what it was before the kill
+const LIMIT_NS = 20_000_000_000n;
+const POLL_US = 50;
+const SPINNERS = 3;
+
+const { PidFd, capabilities } = loadPackage();
+const helper = compile('helper');
+
+function skip(reason) {
+  process.stdout.write(`${JSON.stringify({ skipped: reason })}\n`);
+  process.exit(0);
+}
+if (!existsSync(join(CG_ROOT, 'memory.usage_in_bytes'))) skip(`no cgroup v1 memory controller at ${CG_ROOT}`);
+if (!capabilities().processMrelease) skip('process_mrelease is not available on this kernel');
+
+const cg = join(CG_ROOT, `pidfd-bench-${process.pid}`);
+try {
+  mkdirSync(cg);
+} catch (err) {
+  skip(`cannot create a memory cgroup (${err.code}); run as root`);
+}
+
+const nap = new Int32Array(new SharedArrayBuffer(4));
+const buf = Buffer.alloc(64);
+function usage(fd) {
+  const n = readSync(fd, buf, 0, buf.length, 0);
+  return Number(buf.toString('latin1', 0, n));
+}
+
+function started(child) {
+  return new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+}
+
+async function trial(withRelease, busyCpu) {
+  const args = ['hog', String(MIB), ...(busyCpu === undefined ? [] : [String(busyCpu)])];
+  const child = spawn(helper, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const spinners = [];
+  try {
+    await started(child);
+    writeFileSync(join(cg, 'cgroup.procs'), String(child.pid));
+    const ready = new Promise((resolve, reject) => {
+      child.stdout.once('data', resolve);
+      child.once('exit', () => reject(new Error('hog died before it was ready')));
+    });
+    child.stdin.write('g');
+    await ready;
+    const p = PidFd.fromChild(child);
+    if (busyCpu !== undefined) {
+      for (let i = 0; i < SPINNERS; i++) spinners.push(spawn(helper, ['spin', String(busyCpu)], { stdio: 'ignore' }));
+      await Promise.all(spinners.map(started));
+    }
+    await sleep(200);
+    const fd = openSync(join(cg, 'memory.usage_in_bytes'), 'r');
+    const before = usage(fd);
+    let released = null;
+    let releaseNs = null;
+    let t50 = null;
+    let tFreed = null;
+
+    const t0 = now();
+    process.kill(child.pid, SIGKILL);
+    if (withRelease) {
+      released = p.release();
+      releaseNs = Number(now() - t0);
+    }
+    for (;;) {
+      const left = usage(fd);
+      const t = now();
+      if (t50 === null && left <= before / 2) t50 = Number(t - t0);
+      if (left <= before * FREED) {
+        tFreed = Number(t - t0);
+        break;
+      }
+      if (t - t0 > LIMIT_NS) break;
+      Atomics.wait(nap, 0, 0, POLL_US / 1000);
+    }
+    for (const s of spinners) s.kill('SIGKILL');
+    const info = await p.waitExit();
+    await exited;
+    await sleep(50);
+    const after = usage(fd);
+    closeSync(fd);
+    p.close();
+    return { release: withRelease, released, beforeBytes: before, afterBytes: after, releaseNs, t50Ns: t50, freedNs: tFreed, signal: info.signal };
+  } finally {
+    for (const s of spinners) if (s.exitCode === null && s.signalCode === null) s.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+const median = (a) => {
+  if (a.length === 0) return null;
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (ns) => (ns === null ? null : ns / 1e6);
+
+function side(trials, withRelease) {
+  const t = trials.filter((r) => r.release === withRelease);
+  return {
+    trials: t.length,
+    freedMs: median(t.map((r) => ms(r.freedNs ?? Number(LIMIT_NS)))),
+    freedMsAll: t.map((r) => ms(r.freedNs)),
+    halfMs: median(t.map((r) => ms(r.t50Ns ?? Number(LIMIT_NS)))),
+    releaseCallMs: withRelease ? median(t.map((r) => ms(r.releaseNs))) : null,
+    // false: the victim had already detached its memory (exit_mm) and frees it itself
+    releasedTrue: t.filter((r) => r.released === true).length,
+    beforeMiB: median(t.map((r) => r.beforeBytes / 2 ** 20)),
+    afterMiB: median(t.map((r) => r.afterBytes / 2 ** 20)),
+  };
+}
+
+const scenarios = {};
+try {
+  const plan = [['idle', undefined]];
+  if (availableParallelism() >= 2) plan.push(['busy', availableParallelism() - 1]);
+  for (const [name, busyCpu] of plan) {
+    const trials = [];
+    if (busyCpu !== undefined) execFileSync(helper, ['pin', String(process.pid), '0']);
+    // ABBA ABBA ...: linear drift cancels out between the two sides
+    for (let i = 0; i < TRIALS * 2; i++) {
+      const withRelease = i % 4 === 1 || i % 4 === 2;
+      const r = await trial(withRelease, busyCpu);
+      process.stderr.write(
+        `  mrelease ${name}: ${withRelease ? `with release (${r.released})` : 'kill only'}: ` +
+          `${(r.beforeBytes / 2 ** 20).toFixed(0)} MiB freed in ${(ms(r.freedNs) ?? NaN).toFixed(1)} ms\n`,
+      );
+      trials.push(r);
+    }
+    if (busyCpu !== undefined) execFileSync(helper, ['pin', String(process.pid), '-1']);
+    scenarios[name] = { busyCpu: busyCpu ?? null, without: side(trials, false), with: side(trials, true), trials };
+  }
+} finally {
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(cg);
+      break;
+    } catch {
+      await sleep(100);
+    }
+  }
+}
+process.stdout.write(`${JSON.stringify({ mib: MIB, freedThreshold: FREED, spinners: SPINNERS, scenarios })}\n`);
