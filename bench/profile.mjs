@@ -33,7 +33,7 @@ native.watcherStart = (onReady) =>
     mark('watcher callback returns');
   });
 wrap('waitid', 'native.waitid');
-wrap('info', 'native.info');
+wrap('exitStatus', 'native.exitStatus');
 wrap('watcherRef', 'native.watcherRef');
 
 const { PidFd } = loadPackage();

@@ -20,14 +20,6 @@ export interface RawPidfdInfo {
   coredumpMask: number;
 }
 
-export interface RawWaitid {
-  pid: number;
-  /** si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED ... */
-  code: number;
-  /** si_status: the exit code, or the signal number. */
-  status: number;
-}
-
 /** Numeric constants read from the kernel and libc headers at build time. */
 export interface NativeConstants {
   readonly [name: string]: number;
@@ -42,8 +34,11 @@ export interface Native {
   open(pid: number, flags: number): number;
   sendSignal(fd: number, signo: number, flags: number, value?: number): number;
   getfd(fd: number, targetFd: number): number;
-  waitid(fd: number, options: number): RawWaitid | null | number;
+  /** si_code << 8 | si_status, 0 when nothing to report (WNOHANG), or -errno. */
+  waitid(fd: number, options: number): number;
   info(fd: number, mask: number): RawPidfdInfo | number;
+  /** The wait(2)-style status from PIDFD_INFO_EXIT, -ENODATA when the kernel has none yet, or -errno. */
+  exitStatus(fd: number): number;
   /** ranges: [address0, length0, address1, length1, ...] */
   madvise(fd: number, ranges: BigUint64Array, advice: number): number;
   mrelease(fd: number): number;
@@ -67,7 +62,7 @@ function unsupportedPlatform(): never {
 function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
-    for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'madvise', 'mrelease', 'poll', 'close',
+    for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
       'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef']) {
       stub[name] = unsupportedPlatform;
     }

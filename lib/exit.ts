@@ -32,26 +32,27 @@ const WAIT_PEEK = C.WEXITED | C.WNOHANG | C.WNOWAIT;
 
 /**
  * The exit status of an exited process, or undefined when the kernel cannot tell yet. Never blocks.
- * Order: waitid (own unreaped child) → PIDFD_INFO_EXIT (any reaped process, 6.15+).
+ * Order: waitid (own unreaped child) → PIDFD_INFO_EXIT (any reaped process, 6.15+). This is the hot path of
+ * waitExit: the native calls return plain numbers, no objects.
  */
 export function readExit(fd: number, pid: number, infoExit: boolean): ExitInfo | undefined {
   const w = native.waitid(fd, WAIT_PEEK);
-  if (typeof w === 'object' && w !== null && (w.code === C.CLD_EXITED || w.code === C.CLD_KILLED || w.code === C.CLD_DUMPED)) {
-    return w.code === C.CLD_EXITED
-      ? { pid, code: w.status, signal: null, source: 'waitid' }
-      : { pid, code: null, signal: signalName(w.status), source: 'waitid' };
+  if (w > 0) {
+    const code = w >> 8;
+    const status = w & 0xff;
+    if (code === C.CLD_EXITED) return { pid, code: status, signal: null, source: 'waitid' };
+    if (code === C.CLD_KILLED || code === C.CLD_DUMPED) {
+      return { pid, code: null, signal: signalName(status), source: 'waitid' };
+    }
   }
   if (infoExit) {
-    const info = native.info(fd, C.PIDFD_INFO_EXIT);
-    if (typeof info === 'object' && (info.mask & C.PIDFD_INFO_EXIT) !== 0) {
-      return { pid, ...decodeWaitStatus(info.exitCode), source: 'pidfd-info' };
+    const status = native.exitStatus(fd);
+    if (status >= 0) {
+      const sig = status & 0x7f;
+      return sig === 0
+        ? { pid, code: (status >> 8) & 0xff, signal: null, source: 'pidfd-info' }
+        : { pid, code: null, signal: signalName(sig), source: 'pidfd-info' };
     }
   }
   return undefined;
-}
-
-/** Whether the pidfd's process is our own child (waitid answers instead of ECHILD). */
-export function isOwnChild(fd: number): boolean {
-  const w = native.waitid(fd, WAIT_PEEK);
-  return typeof w !== 'number';
 }

@@ -45,7 +45,7 @@ void SetConstants(Napi::Env env, Napi::Object c) {
   set("PIDFD_INFO_PID", 1 << 0);
   set("PIDFD_INFO_CREDS", 1 << 1);
   set("PIDFD_INFO_CGROUPID", 1 << 2);
-  set("PIDFD_INFO_EXIT", 1 << 3);
+  set("PIDFD_INFO_EXIT", kPidfdInfoExit);
   set("PIDFD_INFO_COREDUMP", 1 << 4);
   set("PIDFD_INFO_SIZE", sizeof(PidfdInfo));
   set("P_PIDFD", P_PIDFD);

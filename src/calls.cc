@@ -46,18 +46,24 @@ Napi::Value GetFd(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fd < 0 ? Neg(errno) : fd);
 }
 
-// (fd, options) → { pid, code, status } | null (WNOHANG and nothing to report) | -errno
+// (fd, options) → si_code << 8 | (si_status & 0xff) (> 0), 0 when WNOHANG found nothing to report, or -errno.
+// One number rather than an object: this runs on the exit-notification hot path.
 Napi::Value Waitid(const Napi::CallbackInfo& info) {
   siginfo_t si = {};
   int r = sys_waitid_pidfd(Int32Arg(info, 0), &si, Int32Arg(info, 1));
-  Napi::Env env = info.Env();
-  if (r < 0) return Result(env, Neg(errno));
-  if (si.si_pid == 0) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("pid", Napi::Number::New(env, si.si_pid));
-  o.Set("code", Napi::Number::New(env, si.si_code));
-  o.Set("status", Napi::Number::New(env, si.si_status));
-  return o;
+  if (r < 0) return Result(info.Env(), Neg(errno));
+  if (si.si_pid == 0) return Result(info.Env(), 0);
+  return Result(info.Env(), (si.si_code << 8) | (si.si_status & 0xff));
+}
+
+// (fd) → the wait(2)-style exit status from PIDFD_INFO_EXIT (>= 0), -ENODATA when the kernel has none (yet: the
+// process is alive, or a zombie not yet reaped), or -errno. The hot-path sibling of GetInfo.
+Napi::Value ExitStatus(const Napi::CallbackInfo& info) {
+  PidfdInfo pi = {};
+  pi.mask = kPidfdInfoExit;
+  if (ioctl(Int32Arg(info, 0), kPidfdGetInfo, &pi) < 0) return Result(info.Env(), Neg(errno));
+  if (!(pi.mask & kPidfdInfoExit)) return Result(info.Env(), Neg(ENODATA));
+  return Result(info.Env(), pi.exit_code & 0xffff);
 }
 
 // (fd, requestMask) → the raw pidfd_info fields (only those whose bit is in `mask` are meaningful) | -errno
@@ -153,6 +159,7 @@ void InitCalls(Napi::Env env, Napi::Object exports) {
   exports.Set("getfd", Napi::Function::New(env, GetFd, "getfd"));
   exports.Set("waitid", Napi::Function::New(env, Waitid, "waitid"));
   exports.Set("info", Napi::Function::New(env, GetInfo, "info"));
+  exports.Set("exitStatus", Napi::Function::New(env, ExitStatus, "exitStatus"));
   exports.Set("madvise", Napi::Function::New(env, Madvise, "madvise"));
   exports.Set("mrelease", Napi::Function::New(env, Mrelease, "mrelease"));
   exports.Set("poll", Napi::Function::New(env, Poll, "poll"));

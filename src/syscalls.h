@@ -61,6 +61,7 @@ struct PidfdInfo {
 static_assert(sizeof(PidfdInfo) == 80, "pidfd_info layout");
 
 constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfo);
+constexpr uint64_t kPidfdInfoExit = 1 << 3;
 
 inline int sys_pidfd_open(pid_t pid, unsigned flags) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, flags));
