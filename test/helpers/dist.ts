@@ -1,0 +1,52 @@
+// Worker scripts and child-process fixtures load the compiled package (dist/, what `require('pidfd')` gives),
+// while tap runs lib/ directly. A dist/ older than lib/ would test old code: rebuild it first (as `npm run
+// build:ts` does), one test process at a time.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..', '..');
+const LOCK = join(ROOT, 'build', '.dist-build-lock');
+
+/** undefined if every lib/*.ts has a dist/*.js at least as new, else what is stale. */
+export function staleDist(): string | undefined {
+  const lib = join(ROOT, 'lib');
+  for (const f of readdirSync(lib)) {
+    if (!f.endsWith('.ts') || f.endsWith('.d.ts')) continue;
+    const js = join(ROOT, 'dist', f.replace(/\.ts$/, '.js'));
+    if (!existsSync(js)) return `dist/${f.replace(/\.ts$/, '.js')} is missing`;
+    if (statSync(js).mtimeMs < statSync(join(lib, f)).mtimeMs) return `dist/ is older than lib/${f}`;
+  }
+  return undefined;
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Makes dist/ current (compiling lib/ with tsc if it is stale); returns undefined, or why it could not. */
+export function ensureDist(): string | undefined {
+  if (staleDist() === undefined) return undefined;
+  mkdirSync(join(ROOT, 'build'), { recursive: true });
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(LOCK);
+      break;
+    } catch {
+      if (i === 600) rmdirSync(LOCK, { recursive: true } as never); // a lock left by a crashed run (60 s)
+      sleep(100);
+      if (staleDist() === undefined) return undefined; // another test process built it meanwhile
+    }
+  }
+  try {
+    if (staleDist() === undefined) return undefined;
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')],
+      { cwd: ROOT, stdio: 'pipe' });
+    return staleDist();
+  } catch (err) {
+    const e = err as { stdout?: Buffer; message: string };
+    return `tsc failed: ${e.stdout?.toString() || e.message}`;
+  } finally {
+    rmdirSync(LOCK);
+  }
+}
