@@ -226,7 +226,8 @@ export class PidFd {
     const r = native.sendSignal(fd, signo, SCOPE_FLAGS[scope as keyof typeof SCOPE_FLAGS], value);
     if (r === 0) return true;
     if (r === -E.ESRCH) {
-      this.#exited = true;
+      // For a process group, ESRCH means no process has this pid as its group id: it says nothing about this one.
+      if (scope !== 'process-group') this.#exited = true;
       return false;
     }
     if (r === -E.ENOSYS) throw unsupported('pidfd_send_signal', '5.1');
