@@ -140,8 +140,8 @@ async function tree(t: Test, mode: 'reap' | 'noreap'): Promise<Tree> {
 /**
  * How an own child's exit must look when the wait was pending as it died. The status is read with waitid(WNOWAIT)
  * when the wake-up reaches us before Node's SIGCHLD handling reaps the child (the usual case), else from
- * PIDFD_INFO_EXIT: on a loaded machine Node occasionally reaps first (seen about once in ten full runs), so the
- * source may be either; the code and signal must be exact. (The deterministic 'waitid' case, an unreaped zombie
+ * PIDFD_INFO_EXIT: Node reaped first once in about 90 full runs here, so the source may be either; the code and
+ * signal must be exact. (The deterministic 'waitid' case, an unreaped zombie
  * child, is checked below with the event loop blocked.)
  */
 function assertOwnChildExit(t: Test, info: ExitInfo, expected: Omit<ExitInfo, 'source'>, what: string): void {
