@@ -104,6 +104,7 @@ export class PidFd {
   readonly #pid: number;
   readonly #child: ChildProcess | undefined;
   #exited = false;
+  #thread = false; // opened with PIDFD_THREAD
   #exit: ExitInfo | undefined; // final status, once known
   #waiters = new Set<Waiter>();
   #token = NO_TOKEN; // pending watcher registration
@@ -140,7 +141,9 @@ export class PidFd {
       requireCapability('pidfdThread');
       flags |= C.PIDFD_THREAD;
     }
-    return PidFd.#open(pid, flags, undefined);
+    const p = PidFd.#open(pid, flags, undefined);
+    p.#thread = options?.thread === true;
+    return p;
   }
 
   /**
@@ -223,7 +226,10 @@ export class PidFd {
     // A zombie accepts signals silently; "already exited" must be false, so look first. (Not for the process
     // group: its other members may live on.)
     if (scope !== 'process-group' && this.exited) return false;
-    const r = native.sendSignal(fd, signo, SCOPE_FLAGS[scope as keyof typeof SCOPE_FLAGS], value);
+    // With no flag the kernel takes the scope from the pidfd's type, so a thread pidfd would signal only its
+    // thread: 'process' must say so explicitly there.
+    const flags = scope === 'process' && this.#thread ? C.PIDFD_SIGNAL_THREAD_GROUP : SCOPE_FLAGS[scope as keyof typeof SCOPE_FLAGS];
+    const r = native.sendSignal(fd, signo, flags, value);
     if (r === 0) return true;
     if (r === -E.ESRCH) {
       // For a process group, ESRCH means no process has this pid as its group id: it says nothing about this one.

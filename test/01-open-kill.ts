@@ -469,3 +469,33 @@ t.test('acceptance 1: pid reuse — a stale PidFd never signals the process that
   stale.close();
   fresh.close();
 });
+
+t.test("a thread pidfd: scope 'process' (the default) still signals the whole process", async (t) => {
+  // Both threads block SIGUSR1/SIGUSR2, so the signals stay pending where the kernel queued them:
+  // process-directed ones in ShdPnd of /proc/<pid>/status, thread-directed ones in SigPnd of the thread's status.
+  const py = [
+    'import signal, threading, time, sys',
+    'signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})',
+    'th = threading.Thread(target=lambda: time.sleep(1000), daemon=True); th.start()',
+    'print(th.native_id, flush=True)',
+    'sys.stdin.read()',
+  ].join('\n');
+  const child = track(spawn('python3', ['-c', py], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const tid = Number(await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d)))));
+  const pending = (path: string, field: string): bigint =>
+    BigInt('0x' + (new RegExp(`^${field}:\\s+([0-9a-f]+)`, 'm').exec(readFileSync(path, 'utf8')) as RegExpExecArray)[1]);
+  const bit = (sig: number): bigint => 1n << BigInt(sig - 1);
+  const tp = PidFd.open(tid, { thread: true });
+  t.equal(tp.kill('SIGUSR1'), true);
+  t.equal(tp.kill('SIGUSR2', { scope: 'thread' }), true);
+  const shared = pending(`/proc/${child.pid}/status`, 'ShdPnd');
+  const thread = pending(`/proc/${child.pid}/task/${tid}/status`, 'SigPnd');
+  t.equal(shared & bit(10), bit(10), 'SIGUSR1 (default scope) is pending for the process');
+  t.equal(thread & bit(10), 0n, 'not for the thread alone');
+  t.equal(thread & bit(12), bit(12), "SIGUSR2 (scope 'thread') is pending for that thread");
+  t.equal(shared & bit(12), 0n, 'not for the process');
+  tp.close();
+});
