@@ -5,6 +5,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { PidFd } from '../lib/index';
+import { Lines, ended } from './helpers/lines';
 import { exited, fixture, pidExists, procState, sleeper, track } from './helpers/procs';
 
 const SIGUSR1 = 10;
@@ -12,54 +13,6 @@ const SIGUSR2 = 12;
 const SIGTERM = 15;
 const SI_USER = 0;
 const SI_QUEUE = -1;
-
-/** Collects a stream's lines; `waitFor` resolves with the first line matching, or rejects when the stream ends
- *  without one (or after a generous guard, so a broken fixture fails the test instead of hanging it). */
-class Lines {
-  readonly all: string[] = [];
-  #partial = '';
-  #ended = false;
-  #wake: Array<() => void> = [];
-
-  constructor(stream: Readable) {
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const parts = (this.#partial + chunk).split('\n');
-      this.#partial = parts.pop() as string;
-      this.all.push(...parts);
-      this.#notify();
-    });
-    stream.on('end', () => {
-      this.#ended = true;
-      this.#notify();
-    });
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = [];
-    for (const w of wake) w();
-  }
-
-  waitFor(match: (line: string) => boolean, what: string, guardMs = 20_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const guard = setTimeout(() => reject(new Error(`no line ${what} within ${guardMs} ms: ${JSON.stringify(this.all)}`)), guardMs);
-      const check = (): void => {
-        const line = this.all.find(match);
-        if (line !== undefined) {
-          clearTimeout(guard);
-          resolve(line);
-        } else if (this.#ended) {
-          clearTimeout(guard);
-          reject(new Error(`stream ended without a line ${what}: ${JSON.stringify(this.all)}`));
-        } else {
-          this.#wake.push(check);
-        }
-      };
-      check();
-    });
-  }
-}
 
 interface Sig {
   sig: number;
@@ -124,13 +77,6 @@ function sleeperFor(t: Test): ChildProcess {
     child.kill('SIGKILL');
   });
   return child;
-}
-
-/** The child's exit as [code, signal]. A child still running after the guard is SIGKILLed, so a signal that never
- *  arrived fails an assertion (it reads SIGKILL) instead of hanging the test. */
-function ended(child: ChildProcess, guardMs = 20_000): Promise<[number | null, NodeJS.Signals | null]> {
-  const guard = setTimeout(() => child.kill('SIGKILL'), guardMs);
-  return exited(child).finally(() => clearTimeout(guard));
 }
 
 /** The process group id, from /proc/<pid>/stat. */
