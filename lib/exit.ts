@@ -48,10 +48,8 @@ export function readExit(fd: number, pid: number, infoExit: boolean): ExitInfo |
   if (infoExit) {
     const status = native.exitStatus(fd);
     if (status >= 0) {
-      const sig = status & 0x7f;
-      return sig === 0
-        ? { pid, code: (status >> 8) & 0xff, signal: null, source: 'pidfd-info' }
-        : { pid, code: null, signal: signalName(sig), source: 'pidfd-info' };
+      const { code, signal } = decodeWaitStatus(status);
+      return { pid, code, signal, source: 'pidfd-info' };
     }
   }
   return undefined;
