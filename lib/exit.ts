@@ -31,26 +31,27 @@ export function decodeWaitStatus(status: number): ExitStatus {
 const WAIT_PEEK = C.WEXITED | C.WNOHANG | C.WNOWAIT;
 
 /**
- * The exit status of an exited process, or undefined when the kernel cannot tell yet. Never blocks.
- * Order: waitid (own unreaped child) → PIDFD_INFO_EXIT (any reaped process, 6.15+). This is the hot path of
- * waitExit: the native calls return plain numbers, no objects.
+ * The exit status from what the kernel answered: `waited` from waitid with WNOWAIT (our own unreaped child),
+ * `status` from PIDFD_INFO_EXIT (any reaped process, 6.15+); negative values are errors. Undefined when neither
+ * can tell. This is the hot path of waitExit: plain numbers in, one object out.
  */
-export function readExit(fd: number, pid: number, infoExit: boolean): ExitInfo | undefined {
-  const w = native.waitid(fd, WAIT_PEEK);
-  if (w > 0) {
-    const code = w >> 8;
-    const status = w & 0xff;
-    if (code === C.CLD_EXITED) return { pid, code: status, signal: null, source: 'waitid' };
+export function exitFrom(pid: number, waited: number, status: number): ExitInfo | undefined {
+  if (waited > 0) {
+    const code = waited >> 8;
+    const value = waited & 0xff;
+    if (code === C.CLD_EXITED) return { pid, code: value, signal: null, source: 'waitid' };
     if (code === C.CLD_KILLED || code === C.CLD_DUMPED) {
-      return { pid, code: null, signal: signalName(status), source: 'waitid' };
+      return { pid, code: null, signal: signalName(value), source: 'waitid' };
     }
   }
-  if (infoExit) {
-    const status = native.exitStatus(fd);
-    if (status >= 0) {
-      const { code, signal } = decodeWaitStatus(status);
-      return { pid, code, signal, source: 'pidfd-info' };
-    }
+  if (status >= 0) {
+    const { code, signal } = decodeWaitStatus(status);
+    return { pid, code, signal, source: 'pidfd-info' };
   }
   return undefined;
+}
+
+/** The exit status of an exited process, read now, or undefined when the kernel cannot tell yet. Never blocks. */
+export function readExit(fd: number, pid: number, infoExit: boolean): ExitInfo | undefined {
+  return exitFrom(pid, native.waitid(fd, WAIT_PEEK), infoExit ? native.exitStatus(fd) : -1);
 }

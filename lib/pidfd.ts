@@ -2,7 +2,7 @@ import { ChildProcess } from 'node:child_process';
 import { C, native } from './binding';
 import { capabilities, requireCapability } from './capabilities';
 import { abortReason, closedError, codedError, E, systemError, timeoutError, unsupported } from './errors';
-import { decodeWaitStatus, ExitInfo, ExitStatus, readExit } from './exit';
+import { decodeWaitStatus, ExitInfo, exitFrom, ExitStatus, readExit } from './exit';
 import { adviseRanges, Advice, MemoryRange } from './memory';
 import { toSignalNumber } from './signals';
 import {
@@ -286,16 +286,24 @@ export class PidFd {
     else this.#token = watcher.watch(this.#fd, C.EPOLLIN, this.#onReady);
   }
 
-  #onReady = (events: number): void => {
+  // The watcher read the exit status at wake-up (see src/watcher.cc): the hot path makes no further native call.
+  #onReady = (events: number, waited: number, status: number): void => {
     this.#token = NO_TOKEN;
+    this.#disarm(); // the reap-grace timer, if this was the EPOLLHUP of a reap
     this.#exited = true;
-    if ((events & C.EPOLLIN) !== 0) this.#onExited();
+    const info = exitFrom(this.#pid, waited, status);
+    if (info !== undefined) this.#settle(info);
+    else if ((events & C.EPOLLIN) !== 0) this.#awaitReap();
     else this.#onReaped();
   };
 
   #onExited(): void {
     const info = readExit(this.#fd, this.#pid, infoExit());
     if (info !== undefined) return this.#settle(info);
+    this.#awaitReap();
+  }
+
+  #awaitReap(): void {
     // Exited, but neither our unreaped child nor reaped with PIDFD_INFO_EXIT: a zombie of another parent. The
     // kernel fills the exit status when that parent reaps it, and the pidfd reports EPOLLHUP then; give the
     // parent a moment to do so.

@@ -4,7 +4,13 @@
 import { native } from './binding';
 import { systemError } from './errors';
 
-export type ReadyHandler = (events: number) => void;
+/**
+ * Called with the epoll events and what the kernel said of the exit at wake-up: `waited` as `native.waitid` (with
+ * WEXITED | WNOHANG | WNOWAIT) returns it, `status` as `native.exitStatus` returns it.
+ */
+export type ReadyHandler = (events: number, waited: number, status: number) => void;
+
+const SLOT = 4; // int32s per fired event: token, events, waited, status
 
 const handlers = new Map<number, ReadyHandler>();
 let slots: Int32Array | undefined;
@@ -13,12 +19,12 @@ let refs = 0;
 
 function onReady(count: number): void {
   const s = slots as Int32Array;
-  for (let i = 0; i < count; i++) {
-    const token = s[2 * i];
+  for (let i = 0; i < count * SLOT; i += SLOT) {
+    const token = s[i];
     const handler = handlers.get(token);
     if (handler !== undefined) {
       handlers.delete(token);
-      handler(s[2 * i + 1]);
+      handler(s[i + 1], s[i + 2], s[i + 3]);
     }
   }
 }
@@ -30,7 +36,7 @@ function start(): Int32Array {
 }
 
 /**
- * Calls `handler(events)` once, when `fd` reports `events` (EPOLLIN: the process exited; 0: only EPOLLHUP, which
+ * Calls `handler(events, waited, status)` once, when `fd` reports `events` (EPOLLIN: the process exited; 0: only EPOLLHUP, which
  * pidfds report once the process has been reaped). Returns the token that `unwatch` takes.
  */
 export function watch(fd: number, events: number, handler: ReadyHandler): number {

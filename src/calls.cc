@@ -46,24 +46,14 @@ Napi::Value GetFd(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fd < 0 ? Neg(errno) : fd);
 }
 
-// (fd, options) → si_code << 8 | (si_status & 0xff) (> 0), 0 when WNOHANG found nothing to report, or -errno.
-// One number rather than an object: this runs on the exit-notification hot path.
+// (fd, options) → see waitid_packed. One number rather than an object: this is on the exit-notification hot path.
 Napi::Value Waitid(const Napi::CallbackInfo& info) {
-  siginfo_t si = {};
-  int r = sys_waitid_pidfd(Int32Arg(info, 0), &si, Int32Arg(info, 1));
-  if (r < 0) return Result(info.Env(), Neg(errno));
-  if (si.si_pid == 0) return Result(info.Env(), 0);
-  return Result(info.Env(), (si.si_code << 8) | (si.si_status & 0xff));
+  return Result(info.Env(), waitid_packed(Int32Arg(info, 0), Int32Arg(info, 1)));
 }
 
-// (fd) → the wait(2)-style exit status from PIDFD_INFO_EXIT (>= 0), -ENODATA when the kernel has none (yet: the
-// process is alive, or a zombie not yet reaped), or -errno. The hot-path sibling of GetInfo.
+// (fd) → see exit_status: the hot-path sibling of GetInfo.
 Napi::Value ExitStatus(const Napi::CallbackInfo& info) {
-  PidfdInfo pi = {};
-  pi.mask = kPidfdInfoExit;
-  if (ioctl(Int32Arg(info, 0), kPidfdGetInfo, &pi) < 0) return Result(info.Env(), Neg(errno));
-  if (!(pi.mask & kPidfdInfoExit)) return Result(info.Env(), Neg(ENODATA));
-  return Result(info.Env(), pi.exit_code & 0xffff);
+  return Result(info.Env(), exit_status(Int32Arg(info, 0)));
 }
 
 // (fd, requestMask) → the raw pidfd_info fields (only those whose bit is in `mask` are meaningful) | -errno

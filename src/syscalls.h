@@ -5,6 +5,7 @@
 // every architecture that uses the generic syscall table (x86_64 and arm64 alike), so the fallbacks are safe.
 #pragma once
 
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -81,6 +82,23 @@ inline int sys_process_mrelease(int fd, unsigned flags) {
 inline int sys_waitid_pidfd(int fd, siginfo_t* info, int options) {
   // The raw waitid takes a fifth argument (struct rusage*); NULL is fine.
   return static_cast<int>(syscall(SYS_waitid, P_PIDFD, fd, info, options, nullptr));
+}
+
+// waitid(P_PIDFD) as one number: si_code << 8 | (si_status & 0xff) (> 0), 0 when WNOHANG found nothing, or -errno.
+inline int waitid_packed(int fd, int options) {
+  siginfo_t si = {};
+  if (sys_waitid_pidfd(fd, &si, options) < 0) return -errno;
+  if (si.si_pid == 0) return 0;
+  return (si.si_code << 8) | (si.si_status & 0xff);
+}
+
+// PIDFD_INFO_EXIT as one number: the wait(2)-style status (>= 0), -ENODATA when the kernel has none (yet), or -errno.
+inline int exit_status(int fd) {
+  PidfdInfo pi = {};
+  pi.mask = kPidfdInfoExit;
+  if (ioctl(fd, kPidfdGetInfo, &pi) < 0) return -errno;
+  if (!(pi.mask & kPidfdInfoExit)) return -ENODATA;
+  return pi.exit_code & 0xffff;
 }
 
 }  // namespace pidfd

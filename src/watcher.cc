@@ -6,17 +6,24 @@
 //
 // Registrations are one-shot: when a pidfd fires, it is removed from the set before JS hears of it, so the set
 // holds exactly the pending watches. The fired (fd, events) pairs go into an Int32Array shared with JS, and JS is
-// called once per wake-up with the count: no allocation on the hot path. Each slot pair is (token, events).
+// called once per wake-up with the count: no allocation on the hot path. Each slot is four numbers: the token,
+// the events, and what the kernel says of the exit right now: waitid(WEXITED|WNOHANG|WNOWAIT) and PIDFD_INFO_EXIT
+// (see syscalls.h). Reading both here, always and without interpreting them, spares JS two calls into the addon
+// on the path from a death to the settled promise; WNOWAIT leaves any zombie to its parent.
 #include <errno.h>
 #include <sys/epoll.h>
 #include <uv.h>
 
+#include <sys/wait.h>
+
 #include "addon.h"
+#include "syscalls.h"
 
 namespace pidfd {
 
 namespace {
 constexpr int kMaxEvents = 256;
+constexpr int kSlot = 4;  // int32s per fired event
 }
 
 class Watcher {
@@ -42,9 +49,13 @@ void Watcher::OnPoll(uv_poll_t* handle, int status, int) {
     int n = epoll_wait(w->epfd, ev, kMaxEvents, 0);
     if (n <= 0) return;
     for (int i = 0; i < n; i++) {
-      epoll_ctl(w->epfd, EPOLL_CTL_DEL, static_cast<int>(ev[i].data.u64 & 0xffffffffu), nullptr);
-      w->slots[2 * i] = static_cast<int32_t>(ev[i].data.u64 >> 32);
-      w->slots[2 * i + 1] = static_cast<int32_t>(ev[i].events);
+      int fd = static_cast<int>(ev[i].data.u64 & 0xffffffffu);
+      epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, nullptr);
+      int32_t* slot = w->slots + kSlot * i;
+      slot[0] = static_cast<int32_t>(ev[i].data.u64 >> 32);
+      slot[1] = static_cast<int32_t>(ev[i].events);
+      slot[2] = waitid_packed(fd, WEXITED | WNOHANG | WNOWAIT);
+      slot[3] = exit_status(fd);
     }
     napi_handle_scope scope;
     if (napi_open_handle_scope(w->env, &scope) != napi_ok) return;
@@ -89,7 +100,7 @@ Watcher* Need(const Napi::CallbackInfo& info) {
   return w;
 }
 
-// (onReady(count)) → Int32Array of [fd, events] pairs. Once per environment.
+// (onReady(count)) → the Int32Array of slots (see the top of this file). Once per environment.
 Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State* st = GetState(env);
@@ -109,7 +120,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
     return Result(env, r);  // libuv errors are already -errno
   }
   w->poll.data = w;
-  Napi::Int32Array slots = Napi::Int32Array::New(env, 2 * kMaxEvents);
+  Napi::Int32Array slots = Napi::Int32Array::New(env, kSlot * kMaxEvents);
   w->slots = slots.Data();
   napi_create_reference(env, slots, 1, &w->buffer);
   napi_create_reference(env, info[0], 1, &w->callback);
