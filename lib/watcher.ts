@@ -11,14 +11,27 @@ import { systemError } from './errors';
 export type ReadyHandler = (events: number, waited: number, status: number) => void;
 
 const SLOT = 4; // int32s per fired event: token, events, waited, status
+const REF_CELL = SLOT * 256; // after the slots: the count of ref'd waits, which the native side applies after
+// each dispatch, so settling a wait from a wake-up needs no call into the addon to drop its ref
 
 const handlers = new Map<number, ReadyHandler>();
 let slots: Int32Array | undefined;
 let nextToken = 1;
 let refs = 0;
 
+let dispatching = false;
+
 function onReady(count: number): void {
   const s = slots as Int32Array;
+  dispatching = true;
+  try {
+    dispatch(s, count);
+  } finally {
+    dispatching = false;
+  }
+}
+
+function dispatch(s: Int32Array, count: number): void {
   for (let i = 0; i < count * SLOT; i += SLOT) {
     const token = s[i];
     const handler = handlers.get(token);
@@ -56,12 +69,14 @@ export function unwatch(fd: number, token: number): void {
 
 /** Keeps the event loop alive while at least one retained wait is pending (like a ref'd Node handle). */
 export function retain(): void {
-  if (slots === undefined) start();
-  if (refs++ === 0) native.watcherRef(true);
+  const s = slots ?? start();
+  s[REF_CELL] = ++refs;
+  if (refs === 1 && !dispatching) native.watcherRef(true);
 }
 
 export function release(): void {
-  if (--refs === 0) native.watcherRef(false);
+  (slots as Int32Array)[REF_CELL] = --refs;
+  if (refs === 0 && !dispatching) native.watcherRef(false);
 }
 
 /** Pending registrations in this environment (for leak checks in tests and diagnostics). */

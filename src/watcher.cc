@@ -24,6 +24,7 @@ namespace pidfd {
 namespace {
 constexpr int kMaxEvents = 256;
 constexpr int kSlot = 4;  // int32s per fired event
+constexpr int kRefCell = kSlot * kMaxEvents;  // after the slots: JS's count of ref'd waits
 }
 
 class Watcher {
@@ -70,6 +71,11 @@ void Watcher::OnPoll(uv_poll_t* handle, int status, int) {
       }
     }
     napi_close_handle_scope(w->env, scope);
+    // JS keeps its count of ref'd waits in the last cell; waits settled during the callback only lowered the
+    // count there, so apply it now instead of one watcherRef call per settle.
+    uv_handle_t* h = reinterpret_cast<uv_handle_t*>(&w->poll);
+    if (w->slots[kRefCell] > 0) uv_ref(h);
+    else uv_unref(h);
     if (!ok || n < kMaxEvents) return;
   }
 }
@@ -120,7 +126,7 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
     return Result(env, r);  // libuv errors are already -errno
   }
   w->poll.data = w;
-  Napi::Int32Array slots = Napi::Int32Array::New(env, kSlot * kMaxEvents);
+  Napi::Int32Array slots = Napi::Int32Array::New(env, kRefCell + 1);
   w->slots = slots.Data();
   napi_create_reference(env, slots, 1, &w->buffer);
   napi_create_reference(env, info[0], 1, &w->callback);
