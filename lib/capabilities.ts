@@ -82,8 +82,7 @@ function probe(): Capabilities {
       const reaped = native.openReaped();
       if (reaped >= 0) {
         fds.push(reaped);
-        const r = native.info(reaped, C.PIDFD_INFO_EXIT);
-        caps.pidfdInfoExit = typeof r === 'object' && (r.mask & C.PIDFD_INFO_EXIT) !== 0;
+        caps.pidfdInfoExit = native.exitStatus(reaped) >= 0;
       }
     }
   } finally {

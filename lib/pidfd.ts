@@ -71,11 +71,6 @@ export const REAP_GRACE_MS = 100;
 
 const NO_TOKEN = 0;
 
-let infoExitCached: boolean | undefined;
-/** Whether the kernel keeps exit statuses of reaped processes (PIDFD_INFO_EXIT), probed once. */
-function infoExit(): boolean {
-  return (infoExitCached ??= capabilities().pidfdInfoExit);
-}
 const constructing = Symbol('PidFd.constructing');
 const SCOPE_FLAGS = { process: 0, thread: C.PIDFD_SIGNAL_THREAD, 'process-group': C.PIDFD_SIGNAL_PROCESS_GROUP };
 
@@ -298,7 +293,7 @@ export class PidFd {
   };
 
   #onExited(): void {
-    const info = readExit(this.#fd, this.#pid, infoExit());
+    const info = readExit(this.#fd, this.#pid, capabilities().pidfdInfoExit);
     if (info !== undefined) return this.#settle(info);
     this.#awaitReap();
   }
@@ -307,7 +302,7 @@ export class PidFd {
     // Exited, but neither our unreaped child nor reaped with PIDFD_INFO_EXIT: a zombie of another parent. The
     // kernel fills the exit status when that parent reaps it, and the pidfd reports EPOLLHUP then; give the
     // parent a moment to do so.
-    if (infoExit() && this.#child === undefined) {
+    if (capabilities().pidfdInfoExit && this.#child === undefined) {
       this.#token = watcher.watch(this.#fd, 0, this.#onReady);
       this.#reapTimer = setTimeout(this.#onReaped, REAP_GRACE_MS).unref();
     } else {
@@ -318,7 +313,7 @@ export class PidFd {
   // Reaped (EPOLLHUP), or the reap grace ran out: settle with what the kernel can tell now.
   #onReaped = (): void => {
     this.#disarm();
-    const info = readExit(this.#fd, this.#pid, infoExit());
+    const info = readExit(this.#fd, this.#pid, capabilities().pidfdInfoExit);
     if (info !== undefined) return this.#settle(info);
     // Node reaped our child before we could peek at it, on a kernel without PIDFD_INFO_EXIT: Node has the status.
     const child = this.#child;
