@@ -56,7 +56,8 @@ void Watcher::OnPoll(uv_poll_t* handle, int status, int) {
       slot[0] = static_cast<int32_t>(ev[i].data.u64 >> 32);
       slot[1] = static_cast<int32_t>(ev[i].events);
       slot[2] = waitid_packed(fd, WEXITED | WNOHANG | WNOWAIT);
-      slot[3] = exit_status(fd);
+      // Our own child's status came from waitid; PIDFD_INFO_EXIT is read only for everyone else's.
+      slot[3] = slot[2] > 0 ? -ENODATA : exit_status(fd);
     }
     napi_handle_scope scope;
     if (napi_open_handle_scope(w->env, &scope) != napi_ok) return;
