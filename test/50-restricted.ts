@@ -2,10 +2,9 @@
 // invisible, an unprivileged user. Each runs test/fixtures/restricted-probe.js there, which tries every call on
 // its own child and on an outside process and reports each outcome; a crash would leave no report.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureDist } from './helpers/dist';
-import { fixture, pidExists, sleeper } from './helpers/procs';
+import { fixture, pidExists, runNode, sleeper } from './helpers/procs';
 
 ensureDist();
 const PROBE = join(__dirname, 'fixtures', 'restricted-probe.js');
@@ -21,13 +20,10 @@ interface Report {
   outsider: Record<string, Outcome>;
 }
 
-function probe(prefix: string[], outsider = 0): Report {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS; // tap's loader hooks are not for the probe
-  const argv = [...prefix, process.execPath, PROBE, String(outsider)];
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: 60_000 });
-  if (r.status !== 0 || r.signal !== null) {
-    throw new Error(`probe under ${prefix.join(' ')} ended with ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
+async function probe(prefix: string[], outsider = 0): Promise<Report> {
+  const r = await runNode([PROBE, String(outsider)], prefix);
+  if (r.code !== 0 || r.signal !== null) {
+    throw new Error(`probe under ${prefix.join(' ')} ended with ${r.code ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
   }
   return JSON.parse(r.stdout) as Report;
 }
@@ -38,7 +34,7 @@ const unsupported = (o: Outcome | undefined) => o?.code === 'ERR_PIDFD_UNSUPPORT
 t.test('seccomp: process_mrelease and PIDFD_GET_INFO hidden (ENOSYS) or forbidden (EPERM)', async (t) => {
   const run = fixture('seccomp-run');
   for (const [errno, what] of [[ENOSYS, 'ENOSYS'], [EPERM, 'EPERM']] as const) {
-    const r = probe([run, String(errno), 'process_mrelease', 'pidfd_get_info', '--']);
+    const r = await probe([run, String(errno), 'process_mrelease', 'pidfd_get_info', '--']);
     t.same(missing(r).sort(), ['pidfdGetInfo', 'pidfdInfoExit', 'processMrelease'], `${what}: capabilities() says which`);
     t.ok(unsupported(r.own.info), `${what}: info() is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.own.releaseLive) && unsupported(r.own.release), `${what}: release() is ERR_PIDFD_UNSUPPORTED`);
@@ -53,7 +49,7 @@ t.test('seccomp: pidfd_open forbidden: everything reports itself missing, nothin
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
   for (const errno of [ENOSYS, EPERM]) {
-    const r = probe([run, String(errno), 'pidfd_open', '--'], outside.pid!);
+    const r = await probe([run, String(errno), 'pidfd_open', '--'], outside.pid!);
     t.same(missing(r).length, Object.keys(r.caps).length, `errno ${errno}: all ${missing(r).length} capabilities missing`);
     t.ok(unsupported(r.own.open), `errno ${errno}: fromChild is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.outsider.open), `errno ${errno}: open is ERR_PIDFD_UNSUPPORTED`);
@@ -63,18 +59,18 @@ t.test('seccomp: pidfd_open forbidden: everything reports itself missing, nothin
 
 t.test('seccomp: getfd, madvise, signals, waitid each filtered alone', async (t) => {
   const run = fixture('seccomp-run');
-  const a = probe([run, String(ENOSYS), 'process_madvise', 'pidfd_getfd', '--']);
+  const a = await probe([run, String(ENOSYS), 'process_madvise', 'pidfd_getfd', '--']);
   t.same(missing(a).sort(), ['pidfdGetfd', 'processMadvise']);
   t.ok(unsupported(a.own.getfd) && unsupported(a.own.madvise), 'getfd and madvise: ERR_PIDFD_UNSUPPORTED');
   t.match(a.own.waitExit?.ok, { signal: 'SIGKILL' });
 
-  const s = probe([run, String(EPERM), 'pidfd_send_signal', '--']);
+  const s = await probe([run, String(EPERM), 'pidfd_send_signal', '--']);
   t.same(missing(s).sort(), ['pidfdSendSignal', 'pidfdSignalScope']);
   t.ok(unsupported(s.own.kill) && unsupported(s.own.signal0), 'kill: ERR_PIDFD_UNSUPPORTED, not a bare EPERM');
   t.match(s.own.waitExit?.ok, { signal: 'SIGKILL' }, 'waitExit still sees the exit (the probe killed by pid)');
 
   // Without waitid(P_PIDFD) the status of our own child comes from PIDFD_INFO_EXIT once Node reaped it.
-  const w = probe([run, String(EPERM), 'waitid', '--']);
+  const w = await probe([run, String(EPERM), 'waitid', '--']);
   t.same(missing(w), ['waitidPidfd']);
   t.match(w.own.waitExit?.ok, { signal: 'SIGKILL', source: 'pidfd-info' });
 });
@@ -82,7 +78,7 @@ t.test('seccomp: getfd, madvise, signals, waitid each filtered alone', async (t)
 t.test('pid namespace: a process outside is invisible (ESRCH); everything inside works', async (t) => {
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
-  const r = probe(['unshare', '--pid', '--fork', '--mount-proc'], outside.pid!);
+  const r = await probe(['unshare', '--pid', '--fork', '--mount-proc'], outside.pid!);
   t.equal(r.pid, 1, 'the probe is pid 1 of its own namespace');
   t.same(missing(r), []);
   t.equal(r.outsider.open?.code, 'ESRCH');
@@ -93,7 +89,7 @@ t.test('pid namespace: a process outside is invisible (ESRCH); everything inside
 t.test('unprivileged (uid 65534): documented failures on a root process, own child works', async (t) => {
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
-  const r = probe(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], outside.pid!);
+  const r = await probe(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], outside.pid!);
   t.equal(r.uid, 65534);
   t.same(missing(r), [], 'every capability is there for an unprivileged caller');
   t.equal(r.outsider.open?.ok, true, 'pidfd_open needs no permission');

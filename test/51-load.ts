@@ -1,14 +1,14 @@
 // Load: an exit storm (5,000 processes dying at once, every wait settles exactly once with the right status).
 // Figures are printed as test comments; none is asserted as a timing.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureDist } from './helpers/dist';
 import { PidFd } from '../lib/index';
 import type { ExitInfo } from '../lib/index';
 import { pendingWatches } from '../lib/watcher';
 import { Lines, ended } from './helpers/lines';
-import { fixture, sleeper, track } from './helpers/procs';
+import { fixture, runNode, sleeper, track } from './helpers/procs';
 
 const STORM = 5000;
 
@@ -68,10 +68,8 @@ t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles le
   t.equal(ensureDist(), undefined);
   const target = sleeper();
   t.teardown(() => target.kill('SIGKILL'));
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  const r = spawnSync(process.execPath, ['--expose-gc', join(__dirname, 'fixtures', 'churn.js'), String(target.pid), String(OPEN_CYCLES), String(WAIT_CYCLES)], { encoding: 'utf8', env, timeout: 240_000 });
-  t.equal(r.status, 0, r.stderr);
+  const r = await runNode(['--expose-gc', join(__dirname, 'fixtures', 'churn.js'), String(target.pid), String(OPEN_CYCLES), String(WAIT_CYCLES)]);
+  t.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   type Snap = { fds: number; rssKiB: number; heapUsedKiB: number; pending: number };
   const { start, afterOpen, afterWait } = report as { start: Snap; afterOpen: Snap; afterWait: Snap };
