@@ -208,7 +208,7 @@ export class PidFd {
     const signo = toSignalNumber(signal);
     validateObject(options, 'options');
     const scope = options?.scope === undefined ? 'process' : options.scope;
-    if (!Object.prototype.hasOwnProperty.call(SCOPE_FLAGS, scope)) {
+    if (typeof scope !== 'string' || !Object.prototype.hasOwnProperty.call(SCOPE_FLAGS, scope)) {
       throw invalidValue('options.scope', scope, "must be 'process', 'thread' or 'process-group'");
     }
     const value = options?.value;
