@@ -11,7 +11,9 @@
 //
 //   node scripts/prebuildify.mjs [--arch x64,arm64]
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync,
+} from 'node:fs';
 import { arch as hostArch, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,12 +75,16 @@ try {
     }
     const built = join(dir, 'prebuilds', `linux-${target}`);
     const out = join(ROOT, 'prebuilds', `linux-${target}`);
-    rmSync(out, { recursive: true, force: true }); // no stale binary (e.g. an older name) stays beside the new one
     mkdirSync(out, { recursive: true });
-    for (const f of readdirSync(built)) {
-      copyFileSync(join(built, f), join(out, f));
+    const names = readdirSync(built);
+    for (const f of names) {
+      // Copy, then rename: a test loading the old binary meanwhile never sees half a file.
+      copyFileSync(join(built, f), join(out, `.${f}.${process.pid}.tmp`));
+      renameSync(join(out, `.${f}.${process.pid}.tmp`), join(out, f));
       console.log(`prebuildify: wrote prebuilds/linux-${target}/${f}`);
     }
+    // No stale binary (e.g. one under an older name) stays beside the new one.
+    for (const f of readdirSync(out)) if (!names.includes(f) && !f.endsWith('.tmp')) rmSync(join(out, f));
   }
 } finally {
   rmSync(stage, { recursive: true, force: true });
