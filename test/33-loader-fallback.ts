@@ -122,7 +122,7 @@ t.test('musl source-build fallback: installing the tarball compiles the addon an
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), '{"name":"alpine-like","version":"1.0.0","private":true}\n');
   const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts',
-    tarball], { cwd: project, env: { ...env, LIBC: 'musl' }, encoding: 'utf8', timeout: 300_000 });
+    tarball], { cwd: project, env: { ...env, LIBC: 'musl', PREBUILDS_ONLY: '' }, encoding: 'utf8', timeout: 300_000 });
   if (!tt.equal(install.status, 0, 'npm install with LIBC=musl succeeds', { out: install.stdout + install.stderr })) {
     return;
   }
