@@ -88,13 +88,21 @@ try {
   collect(pkg.bin);
   for (const f of readdirNative()) targets.add(f);
   for (const t of targets) if (!files.has(t)) fail(`missing ${t}`);
+  // A bin must run as a command: it needs its shebang (npm links it as is).
+  const bins = typeof pkg.bin === 'string' ? [pkg.bin] : Object.values(pkg.bin ?? {});
+  for (const bin of bins.map((b) => b.replace(/^\.\//, ''))) {
+    if (!files.has(bin)) continue;
+    const head = run('tar', ['-xOzf', tarball, `package/${bin}`]).stdout.split('\n')[0];
+    if (head !== '#!/usr/bin/env node') fail(`bin ${bin} does not start with #!/usr/bin/env node (found: ${head})`);
+    else console.log(`  ok   bin ${bin} starts with #!/usr/bin/env node`);
+  }
   for (const [path] of files) {
     const m = /^dist\/(.+)\.js$/.exec(path);
     if (m && !files.has(`types/${m[1]}.d.ts`)) fail(`${path} has no types/${m[1]}.d.ts`);
   }
 
   console.log('publint:');
-  const publint = run(join(BIN, 'publint'), ['run', tarball, '--strict']);
+  const publint = run(join(BIN, 'publint'), ['run', tarball, '--strict'], { env: { ...process.env, NO_COLOR: '1' } });
   process.stdout.write(indent(publint.stdout + publint.stderr));
   if (publint.status !== 0) fail(`publint exited with ${publint.status}`);
 
