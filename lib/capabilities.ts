@@ -27,7 +27,16 @@ export interface Capabilities {
   pidfdSignalScope: boolean;
 }
 
-/** Each capability's kernel feature name and the first Linux release that has it. */
+/**
+ * Each capability's kernel feature name and the first Linux release that has it.
+ *
+ * @example
+ * import { capabilities, FEATURES } from 'pidfd';
+ * for (const [name, ok] of Object.entries(capabilities())) {
+ *   const [feature, since] = FEATURES[name as keyof typeof FEATURES];
+ *   if (!ok) console.log(`${feature} needs Linux ${since}`);
+ * }
+ */
 export const FEATURES: Readonly<Record<keyof Capabilities, readonly [feature: string, since: string]>> = {
   pidfdOpen: ['pidfd_open', '5.3'],
   pidfdSendSignal: ['pidfd_send_signal', '5.1'],
