@@ -78,7 +78,10 @@ t.test('seccomp: getfd, madvise, signals, waitid each filtered alone', async (t)
 t.test('pid namespace: a process outside is invisible (ESRCH); everything inside works', async (t) => {
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
-  const r = await probe(['unshare', '--pid', '--fork', '--mount-proc'], outside.pid!);
+  // Under `npm run test:sanitize`: LeakSanitizer cannot stop the world as pid 1 of a namespace, so no leak check
+  // for this one probe (it runs the same code as the others).
+  const lsan = process.env.ASAN_OPTIONS ? ['env', `ASAN_OPTIONS=${process.env.ASAN_OPTIONS}:detect_leaks=0`] : [];
+  const r = await probe([...lsan, 'unshare', '--pid', '--fork', '--mount-proc'], outside.pid!);
   t.equal(r.pid, 1, 'the probe is pid 1 of its own namespace');
   t.same(missing(r), []);
   t.equal(r.outsider.open?.code, 'ESRCH');
