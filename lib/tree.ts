@@ -27,9 +27,12 @@
 // signal too, and at escalation the whole tree is stopped and walked again before the kill signal, so nothing
 // forked during the grace period escapes as long as its parent was still alive when we walked. The one thing no
 // walk can see is a process that forks and exits between two walks: its child is re-parented away from the tree
-// at once. Give `cgroup` (a cgroup v2 directory holding the tree) to close that gap: `cgroup.kill` kills every
-// process in the cgroup, wherever it was re-parented.
-import { existsSync, readFileSync, watch, writeFileSync } from 'node:fs';
+// at once. Give `cgroup` (a cgroup v2 directory holding the tree) to close that gap: its processes are members
+// too (read from cgroup.procs on every walk, each checked the same way against /proc/<pid>/cgroup), so an orphan
+// that left the tree is still found while its cgroup is walked, and escalation writes `cgroup.kill`, which kills
+// every process in the cgroup, wherever it was re-parented, even one born after the last walk.
+import { setMaxListeners } from 'node:events';
+import { existsSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { C, native } from './binding';
@@ -40,14 +43,14 @@ import { PidFd } from './pidfd';
 import { allPids, readChildren, readStat } from './procfs';
 import { signalName } from './signals';
 import { isStopped, openTarget, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './terminate';
-import { invalidType, validateBoolean } from './validate';
+import { invalidType, invalidValue, validateBoolean } from './validate';
 
 /** Options of `killTree`: those of `terminate`, and: */
 export interface KillTreeOptions extends TerminateOptions {
   /** Kill the root too (default true). With false the root is never signalled (not even stopped). */
   includeRoot?: boolean;
-  /** A cgroup v2 directory holding the tree: escalation writes `cgroup.kill` (Linux 5.14), which reaches every
-   *  process in it, also those re-parented away from the tree; the call then waits for the cgroup to empty. */
+  /** A cgroup v2 directory holding the tree: its processes count as members (also those re-parented away from
+   *  the tree), escalation writes `cgroup.kill` (Linux 5.14), and the call then waits for the cgroup to empty. */
   cgroup?: string;
 }
 
@@ -130,6 +133,7 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
   const includeRoot = options?.includeRoot ?? true;
   const cgroup = options?.cgroup;
   if (cgroup !== undefined && typeof cgroup !== 'string') throw invalidType('options.cgroup', 'of type string', cgroup);
+  const cg = cgroup === undefined ? undefined : cgroupPath(cgroup);
   if (o.abortSignal?.aborted) throw abortReason(o.abortSignal);
   const opened = openTarget(root, 'root');
   if ('gone' in opened) {
@@ -140,8 +144,9 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
     };
   }
   const tree = new Tree(opened.p, opened.owned, includeRoot, o.signal, o.abortSignal);
+  tree.cgroup = cg;
   try {
-    return await tree.run(o, cgroup, t0);
+    return await tree.run(o, cg?.dir, t0);
   } finally {
     tree.cleanup();
   }
@@ -156,9 +161,11 @@ class Tree {
   readonly aborter = new AbortController();
   alive = 0;
   wake: (() => void) | undefined;
+  cgroup: { dir: string; path: string } | undefined;
 
   constructor(root: PidFd, owned: boolean, readonly includeRoot: boolean, readonly politeSignal: number,
     readonly abortSignal: AbortSignal | undefined) {
+    setMaxListeners(0, this.aborter.signal); // one listener per member, by design
     this.rootMember = this.add(root, owned, null, includeRoot);
   }
 
@@ -207,6 +214,17 @@ class Tree {
    */
   walk(onNew: (m: Member) => void): number {
     let found = 0;
+    if (this.cgroup !== undefined) {
+      for (const pid of readCgroupProcs(this.cgroup.dir)) {
+        const known = this.byPid.get(pid);
+        if ((known !== undefined && !known.p.exited) || (pid === this.rootMember.p.pid && !this.includeRoot)) continue;
+        const q = this.adoptFromCgroup(pid, this.cgroup.path);
+        if (q === undefined) continue;
+        const nm = this.add(q, true, null);
+        found++;
+        onNew(nm);
+      }
+    }
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i];
       if (m.exit !== undefined || m.p.exited) continue;
@@ -223,7 +241,22 @@ class Tree {
     return found;
   }
 
-  /** Stops every member we act on and walks until the tree is stable; returns the passes it took. */
+  /** A pid read from cgroup.procs, checked like adoptChild: /proc/<pid>/cgroup read, then the pidfd not exited. */
+  adoptFromCgroup(pid: number, path: string): PidFd | undefined {
+    let q: PidFd;
+    try {
+      q = PidFd.open(pid);
+    } catch {
+      return undefined;
+    }
+    if (readCgroupOf(pid) !== path || q.exited) {
+      q.close();
+      return undefined;
+    }
+    return q;
+  }
+
+  /** Stops every member we act on and walks until the tree is stable. */
   freeze(): void {
     for (const m of this.targets()) this.stop(m);
     for (let pass = 0; pass < MAX_PASSES; pass++) {
@@ -299,7 +332,9 @@ class Tree {
   async watch(ms: number, onNew: (m: Member) => void): Promise<boolean> {
     const deadline = performance.now() + ms;
     let interval = FIRST_WALK_MS;
-    while (this.alive > 0) {
+    for (;;) {
+      // All held members gone: one more walk (of the cgroup, when given) before believing it.
+      if (this.alive === 0 && this.walk(onNew) === 0) return true;
       const left = deadline - performance.now();
       if (left <= 0) return false;
       await this.sleep(Math.min(interval, left));
@@ -307,7 +342,6 @@ class Tree {
       interval = Math.min(interval * 2, MAX_WALK_MS);
       this.walk(onNew);
     }
-    return true;
   }
 
   async run(o: ReturnType<typeof resolveOptions>, cgroup: string | undefined, t0: number): Promise<KillTreeResult> {
@@ -361,12 +395,11 @@ class Tree {
       }
     }
     if (cgroup !== undefined && cgroupKilled) await waitCgroupEmpty(cgroup, o.killTimeout);
-    const exits = await Promise.all(this.members.map((m) => m.done));
-    const processes: TreeMember[] = [];
-    this.members.forEach((m, i) => {
-      if (m === this.rootMember && !this.includeRoot) return;
-      processes.push({ pid: m.p.pid, parent: m.parent, exit: exits[i], escalated: m.escalated, released: m.released, signals: m.signals });
-    });
+    const counted = this.members.filter((m) => this.includeRoot || m !== this.rootMember);
+    const exits = await Promise.all(counted.map((m) => m.done));
+    const processes: TreeMember[] = counted.map((m, i) => ({
+      pid: m.p.pid, parent: m.parent, exit: exits[i], escalated: m.escalated, released: m.released, signals: m.signals,
+    }));
     return {
       root: this.rootMember.p.pid, processes, escalated: processes.some((m) => m.escalated), cgroupKilled,
       elapsedMs: performance.now() - t0,
@@ -399,6 +432,41 @@ function killCgroup(dir: string): boolean {
   if (!existsSync(file)) return false;
   writeFileSync(file, '1');
   return true;
+}
+
+/** The cgroup v2 path (as /proc/<pid>/cgroup shows it) of a directory of a mounted cgroup2 hierarchy. */
+function cgroupPath(dir: string): { dir: string; path: string } {
+  const real = realpathSync(dir);
+  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (right === undefined || !right.startsWith('cgroup2 ')) continue;
+    const f = left.split(' ');
+    const root = f[3];
+    const mount = f[4];
+    if (real === mount || real.startsWith(`${mount}/`)) {
+      const rel = real.slice(mount.length);
+      return { dir: real, path: root === '/' ? rel || '/' : `${root}${rel}` };
+    }
+  }
+  throw invalidValue('options.cgroup', dir, 'is not a directory of a mounted cgroup v2 hierarchy');
+}
+
+function readCgroupProcs(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'latin1').split('\n').filter((x) => x !== '').map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The cgroup v2 path of a process (the "0::" line of /proc/<pid>/cgroup). */
+function readCgroupOf(pid: number): string | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/cgroup`, 'latin1').split('\n').find((l) => l.startsWith('0::'));
+    return line?.slice(3);
+  } catch {
+    return undefined;
+  }
 }
 
 function cgroupPopulated(dir: string): boolean {
