@@ -134,6 +134,7 @@ t.test('wait --any --json: one JSON line per exit, returns at the first', async 
   t.match(docs[0], { event: 'exit', pid: b.pid, code: null, signal: 'SIGKILL', source: 'pidfd-info' });
   t.type(docs[0].elapsedMs, 'number');
   t.equal(a.exitCode, null, 'the other is untouched');
+  a.kill('SIGKILL');
 });
 
 t.test('wait --timeout: status 124 and the processes still running', async (t) => {
@@ -144,6 +145,7 @@ t.test('wait --timeout: status 124 and the processes still running', async (t) =
   const j = await cli('wait', '--timeout', '0.1s', '--json', String(a.pid));
   t.equal(j.status, 124);
   t.match(JSON.parse(j.stdout), { event: 'timeout', running: [a.pid] });
+  a.kill('SIGKILL');
 });
 
 t.test('wait on a process that is not a child of the CLI, with its exit code', async (t) => {
