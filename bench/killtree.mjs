@@ -5,7 +5,7 @@
 // The tree hangs below a C subreaper (bench/toolkit-helper.c), breadth first with 3 children per member; orphans
 // are re-parented to the helper, which counts whatever is still alive afterwards: the survivors.
 // - static: the tree does nothing while it is killed.
-// - growing: GROW_N members (200), and every member also forks a new long-lived child every 100 ms (up to 3 each) while it runs.
+// - growing: GROW_N members (200), and the root also forks a new long-lived child every 50 ms (up to 400) while it runs.
 // - pidfd: `await killTree(root, { timeout: 1000 })`: resolves once every member has exited.
 // - tree-kill: `treeKill(root, 'SIGTERM', callback)`; the callback says the signals were sent (the package
 //   neither waits nor escalates), so the row also times, pm2-style, `process.kill(pid, 0)` every 100 ms on every
@@ -50,7 +50,7 @@ async function round(mode, grow) {
   const helper = new LineProc(helperBin, []);
   try {
     const [root, ...pids] = (await helper.ask(`t ${grow ? GROW_N : N} ${grow ? 1 : 0}`)).trim().split(' ').map(Number);
-    await sleep(grow ? 150 : 200);
+    await sleep(200);
     const before = Number((await helper.ask('c')).split(' ')[1]);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();

@@ -3,8 +3,8 @@
 // non-children whose death kill(pid, 0) can see. Commands on stdin, one answer line each:
 //   v <n> <ignore 0|1>  fork n victims (sleeping in pause(); ignoring SIGTERM if 1); answer their pids
 //   t <n> <fork 0|1>    fork a tree of n processes (breadth first, 3 children each) under one root; with fork 1
-//                       every member also forks a new long-lived child every 100 ms while it runs (up to 3 each,
-//                       not counted in n), so the tree grows while it is being killed. Answer: "<root> <n pids>"
+//                       the root also forks a new long-lived child every 50 ms while it runs (up to 400, not
+//                       counted in n), so the tree grows while it is being killed. Answer: "<root> <n pids>"
 //   c                   count the live processes below this helper: "alive <n>"
 //   k                   SIGKILL everything below this helper (again and again, until nothing is left): "killed"
 // At end of input it does `k` and exits. Every process dies with the helper (PR_SET_PDEATHSIG) only if its
@@ -47,19 +47,19 @@ static void victim(int ignore) {
 
 // A tree member: its pipe write end gets its pid, then it forks its share of children.
 static int g_fork_loop;
-static void member_loop(void) __attribute__((noreturn));
-static void member_loop(void) {
+static void member_loop(int is_root) __attribute__((noreturn));
+static void member_loop(int is_root) {
   int extra = 0;
   for (;;) {
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
-    if (g_fork_loop && extra < 3) {
+    if (g_fork_loop && is_root && extra < 400) {
       pid_t c = fork();
       if (c == 0) {
         for (;;) pause();
       }
       if (c > 0) extra++;
-      sleep_ms(100);
+      sleep_ms(50);
     } else {
       pause();
     }
@@ -82,7 +82,7 @@ again:;
     }
   }
   close(out);
-  member_loop();
+  member_loop(index == 0);
 }
 
 static int list_children(pid_t pid, pid_t *out, int max) {

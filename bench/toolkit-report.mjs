@@ -64,9 +64,9 @@ export function toolkitSection({ terminate, killtree }) {
     `### Killing a ${K.n}-process tree (3 children per member; median of the rounds)`,
     '',
     'The tree hangs below a C subreaper that counts, 300 ms after the mechanism reports completion, every process of ' +
-      'the tree still alive (survivors; orphans are re-parented to it). "growing": every member also forks a new ' +
-      `long-lived child every 100 ms (up to 3 each) while it runs, so the tree grows during the kill; it starts from ` +
-      `${K.growN ?? K.n} members, because tree-kill runs one \`ps\` per process and needs tens of seconds on ~1,000.`,
+      'the tree still alive (survivors; orphans are re-parented to it). "growing": the root also forks a new ' +
+      `long-lived child every 50 ms (up to 400) while it runs, so the tree grows during the kill; it has ` +
+      `${K.growN ?? K.n} members besides, because tree-kill runs one \`ps\` per process and needs tens of seconds on ~1,000.`,
     '',
     '| tree | mechanism | rounds | processes when the kill starts | wall ms | CPU ms | survivors |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: |',

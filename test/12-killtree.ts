@@ -250,6 +250,22 @@ t.test('cgroup: a directory that is not a cgroup v2 one is refused before anythi
   await t.rejects(killTree(process.pid, { cgroup: '/tmp' }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
+t.test('abortSignal: rejects with its reason and leaves no member stopped', async (t) => {
+  const h = await Harness.start(false, 2, 2, 'ignore-one');
+  t.teardown(() => h.child.kill('SIGKILL'));
+  await h.waitBorn(7);
+  const ac = new AbortController();
+  const pending = killTree(h.rootPid, { timeout: 10_000, abortSignal: ac.signal });
+  setTimeout(() => ac.abort(new Error('changed my mind')), 200);
+  await t.rejects(pending, { message: 'changed my mind' });
+  const stubborn = h.born().filter((b) => !dead(b));
+  t.equal(stubborn.length, 1, 'only the member that ignores SIGTERM is left');
+  const state = readStat(stubborn[0].pid)?.state;
+  t.ok(state === 'S' || state === 'R', `running, not stopped (state ${state})`);
+  t.same(h.signals(), []);
+  await h.end();
+});
+
 t.test('bad input', async (t) => {
   await t.rejects(killTree('1' as never), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(killTree(1, { includeRoot: 'no' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
