@@ -54,7 +54,8 @@ export function toolkitSection({ terminate, killtree }) {
     `### Stopping ${T.n} processes that honour SIGTERM and ${T.n} that ignore it (grace ${T.graceMs} ms; median of ${T.rounds})`,
     '',
     'All at once; the processes are children of a C reaper (bench/toolkit-helper.c), so for the benchmark they are any ' +
-      'processes addressed by pid. Times are from the start until the mechanism knows each process is gone. CPU: this ' +
+      'processes addressed by pid. Times are from the start until the mechanism knows each process is gone (all are ' +
+      'started in one synchronous batch, so the times include starting the others). CPU: this ' +
       'process, and the processes it started and reaped (tree-kill runs `ps`).',
     '',
     '| mechanism | rounds | wall ms, all gone | honouring: p50 ms to known gone | ignoring: p50 ms | CPU ms | child CPU ms | honouring processes that got SIGKILL | left alive |',
