@@ -6,6 +6,9 @@ import { join } from 'node:path';
 const ROOT = join(__dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures');
 const OUT = join(ROOT, 'build', 'test-fixtures');
+// Linked into every fixture: under `npm run test:sanitize` the preloaded leak checker skips the fixtures (what a
+// test helper leaves allocated at its exit is not this package's).
+const LSAN_OFF = join(FIXTURES, 'support', 'lsan-off.c');
 
 /**
  * Compiles test/fixtures/<name>.c (once, and again when the source changes) and returns the binary's path.
@@ -14,10 +17,14 @@ const OUT = join(ROOT, 'build', 'test-fixtures');
 export function fixture(name: string): string {
   const src = join(FIXTURES, `${name}.c`);
   const bin = join(OUT, name);
-  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, statSync(LSAN_OFF).mtimeMs)) {
     mkdirSync(OUT, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;
-    execFileSync('cc', ['-O2', '-Wall', '-o', tmp, src]);
+    // Without a sanitizer runtime preloaded by `npm run test:sanitize`: the compiler's own leaks are not ours.
+    const env = { ...process.env };
+    delete env.LD_PRELOAD;
+    // -rdynamic: the preloaded runtime finds __lsan_is_turned_off only in the dynamic symbol table.
+    execFileSync('cc', ['-O2', '-Wall', '-rdynamic', '-o', tmp, src, LSAN_OFF], { env });
     execFileSync('mv', ['-f', tmp, bin]);
   }
   return bin;
@@ -58,6 +65,29 @@ export function procState(pid: number): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What `runNode` saw of the process. */
+export interface NodeRun {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node <args>` as a plain Node (`env -u NODE_OPTIONS` drops the test runner's hooks, which it re-adds to any
+ * env given to spawn and which every worker would load too), under `prefix` if given (e.g. a seccomp wrapper,
+ * `unshare`, `setpriv`). Resolves when its output is closed.
+ */
+export function runNode(args: string[], prefix: string[] = []): Promise<NodeRun> {
+  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...args];
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
 process.on('exit', () => {

@@ -1,0 +1,91 @@
+// Load: an exit storm (5,000 processes dying at once, every wait settles exactly once with the right status).
+// Figures are printed as test comments; none is asserted as a timing.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ensureDist } from './helpers/dist';
+import { PidFd } from '../lib/index';
+import type { ExitInfo } from '../lib/index';
+import { pendingWatches } from '../lib/watcher';
+import { Lines, ended } from './helpers/lines';
+import { fixture, runNode, sleeper, track } from './helpers/procs';
+
+const STORM = 5000;
+
+t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
+  const forker = track(spawn(fixture('storm-forker'), [String(STORM)], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const out = new Lines(forker.stdout!);
+  await out.waitFor((l) => l === 'ready', 'ready', 120_000);
+  const procs = out.all.filter((l) => /^\d+ \d+$/.test(l)).map((l) => l.split(' ').map(Number) as [number, number]);
+  t.equal(procs.length, STORM, `${STORM} processes forked`);
+
+  const pending0 = pendingWatches();
+  const settled = new Map<number, ExitInfo[]>();
+  const fds = procs.map(([pid]) => PidFd.open(pid));
+  const waits = fds.flatMap((p, i) => {
+    const record = (info: ExitInfo) => {
+      const list = settled.get(p.pid) ?? [];
+      list.push(info);
+      settled.set(p.pid, list);
+    };
+    // Two waits each: one ref'd, one not (both share the one registration of this PidFd).
+    return [p.waitExit().then(record), p.waitExit({ ref: i % 2 === 0 }).then(record)];
+  });
+  t.equal(pendingWatches() - pending0, STORM, 'one registration per process');
+  const t0 = process.hrtime.bigint();
+  forker.stdin!.end('go\n');
+  await Promise.all(waits);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const reaped = await out.waitFor((l) => l.startsWith('reaped '), 'reaped', 120_000);
+  await ended(forker);
+  const [, count, spreadUs] = reaped.split(' ').map(Number);
+  t.equal(count, STORM, 'the forker reaped every process');
+
+  let exactlyTwice = 0;
+  let rightCode = 0;
+  const sources: Record<string, number> = {};
+  for (const [pid, code] of procs) {
+    const list = settled.get(pid) ?? [];
+    if (list.length === 2 && list[0] === list[1]) exactlyTwice++;
+    const info = list[0];
+    if (info) sources[info.source] = (sources[info.source] ?? 0) + 1;
+    if (info?.source === 'pidfd-info' && info.code === code && info.signal === null) rightCode++;
+    else if (info?.source !== 'none') t.fail(`pid ${pid}: ${JSON.stringify(info)} for exit code ${code}`);
+  }
+  t.equal(exactlyTwice, STORM, 'each of the 2 waits per process settled exactly once, with the same result');
+  t.equal(pendingWatches(), pending0, 'no registration left');
+  // 'none' would mean the reaper took longer than the 100 ms reap grace; it reaps all 5,000 in a few ms here.
+  t.ok((sources.none ?? 0) <= STORM / 100, `at most 1% without a status (${sources.none ?? 0})`);
+  t.equal(rightCode, STORM - (sources.none ?? 0), 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
+  t.comment(`storm: the parent reaped ${count} processes within ${(spreadUs! / 1000).toFixed(1)} ms; all ${STORM * 2} waits settled ${ms.toFixed(1)} ms after the release; sources ${JSON.stringify(sources)}`);
+  for (const p of fds) p.close();
+});
+
+const OPEN_CYCLES = 1_000_000;
+const WAIT_CYCLES = 100_000;
+
+t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles leave fds, heap and registrations flat`, async (t) => {
+  t.equal(ensureDist(), undefined);
+  const target = sleeper();
+  t.teardown(() => target.kill('SIGKILL'));
+  const r = await runNode(['--expose-gc', join(__dirname, 'fixtures', 'churn.js'), String(target.pid), String(OPEN_CYCLES), String(WAIT_CYCLES)]);
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  type Snap = { fds: number; rssKiB: number; heapUsedKiB: number; pending: number };
+  // Snapshots after warm-up: [start, open/close half 1, half 2, wait/abort half 1, half 2].
+  const snaps = report.snaps as Snap[];
+  const [start] = snaps;
+  for (const s of snaps) {
+    t.equal(s.fds, start!.fds, `fd count ${start!.fds} -> ${s.fds}`);
+    t.equal(s.pending, start!.pending, `native registrations ${start!.pending} -> ${s.pending}`);
+  }
+  for (const [name, a, b] of [['open/close', snaps[1]!, snaps[2]!], ['wait/abort', snaps[3]!, snaps[4]!]] as const) {
+    // A leak grows with every cycle: the second half of a workload would grow as the first. 1 MiB over 500,000 or
+    // 50,000 cycles is under 2 or 21 bytes a cycle.
+    t.ok(b.heapUsedKiB - a.heapUsedKiB < 1024, `${name}, second half: live heap ${a.heapUsedKiB} -> ${b.heapUsedKiB} KiB`);
+    t.ok(b.rssKiB - a.rssKiB < 32 * 1024, `${name}, second half: RSS ${a.rssKiB} -> ${b.rssKiB} KiB`);
+  }
+  t.equal(report.rejected, WAIT_CYCLES, 'every aborted wait rejected with ABORT_ERR');
+  const row = (k: keyof Snap) => snaps.map((s) => s[k]).join('/');
+  t.comment(`churn (after warm-up): ${OPEN_CYCLES} open/close in ${(report.openMs / 1000).toFixed(1)} s, ${WAIT_CYCLES} wait/abort in ${(report.waitMs / 1000).toFixed(1)} s; at start/open½/open/wait½/wait: fds ${row('fds')}, live heap KiB ${row('heapUsedKiB')}, RSS KiB ${row('rssKiB')}, registrations ${row('pending')}`);
+});
