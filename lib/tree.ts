@@ -40,7 +40,7 @@ import { capabilities } from './capabilities';
 import { abortReason, E } from './errors';
 import { ExitInfo } from './exit';
 import { PidFd } from './pidfd';
-import { allPids, readChildren, readStat } from './procfs';
+import { allPids, hasChildrenFiles, readChildren, readStat } from './procfs';
 import { signalName } from './signals';
 import { isStopped, openTarget, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './terminate';
 import { invalidType, invalidValue, validateBoolean } from './validate';
@@ -87,6 +87,32 @@ const MAX_WALK_MS = 50;
 // A tree that keeps growing while stopped is impossible (stopped processes cannot fork), but a member that is a
 // subreaper could keep receiving orphans from outside; bound the passes.
 const MAX_PASSES = 1000;
+
+let childrenFiles: boolean | undefined;
+
+/** Tests only: walk by scanning every /proc/<pid>/stat for parents, as on kernels without children files. */
+export function forceProcScan(on: boolean | undefined): void {
+  childrenFiles = on === undefined ? undefined : !on;
+}
+
+/**
+ * How the walk lists a member's children: /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN, Linux 4.2, on
+ * almost everywhere), or else one scan of every /proc/<pid>/stat per pass, grouped by parent. Either is only a
+ * hint: adoptChild checks every candidate the same way.
+ */
+function childLister(): (pid: number) => number[] {
+  childrenFiles ??= hasChildrenFiles();
+  if (childrenFiles) return readChildren;
+  const byParent = new Map<number, number[]>();
+  for (const pid of allPids()) {
+    const ppid = readStat(pid)?.ppid;
+    if (ppid === undefined) continue;
+    const list = byParent.get(ppid);
+    if (list) list.push(pid);
+    else byParent.set(ppid, [pid]);
+  }
+  return (pid) => byParent.get(pid) ?? [];
+}
 
 const SIGSTOP = 19;
 const SIGCONT = 18;
@@ -225,10 +251,11 @@ class Tree {
         onNew(nm);
       }
     }
+    const childrenOf = childLister();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i];
       if (m.exit !== undefined || m.p.exited) continue;
-      for (const pid of readChildren(m.p.pid)) {
+      for (const pid of childrenOf(m.p.pid)) {
         const known = this.byPid.get(pid);
         if (known !== undefined && !known.p.exited) continue;
         const q = this.adoptChild(pid, m);

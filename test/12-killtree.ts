@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import t from 'tap';
 import { PidFd } from '../lib/pidfd';
 import { readStat } from '../lib/procfs';
-import { killTree, KillTreeResult } from '../lib/tree';
+import { forceProcScan, killTree, KillTreeResult } from '../lib/tree';
 import { ended, Lines } from './helpers/lines';
 import { fixture, track } from './helpers/procs';
 
@@ -108,6 +108,18 @@ t.test('a tree three levels deep whose members fork in a loop while the kill run
   const levels = new Set(h.born().filter((b) => r.processes.some((m) => m.pid === b.pid)).map((b) => b.level));
   t.ok([0, 1, 2, 3, 4].every((l) => levels.has(l)), 'members of every level (loop leaves at 4)');
   await checkAllDead(t, h, r, 'looping tree');
+  await h.end();
+});
+
+t.test('without /proc children files (older or stripped kernels): the same tree, walked by scanning /proc', async (t) => {
+  forceProcScan(true);
+  t.teardown(() => forceProcScan(undefined));
+  const h = await Harness.start(false, 3, 2, 'loop');
+  t.teardown(() => h.child.kill('SIGKILL'));
+  await h.waitBorn(15 + 20);
+  const r = await killTree(h.rootPid, { timeout: 5000 });
+  t.ok(r.processes.length >= 35, `${r.processes.length} processes`);
+  await checkAllDead(t, h, r, 'scanned tree');
   await h.end();
 });
 
