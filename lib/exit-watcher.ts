@@ -48,6 +48,12 @@ export class ExitWatcher extends EventEmitter {
   #ref: boolean;
   #closed = false;
 
+  /**
+   * A watcher with nothing watched yet. With `ref: false` the watched processes do not keep the event loop alive.
+   *
+   * @example
+   * const watcher = new ExitWatcher({ ref: false });
+   */
   constructor(options?: ExitWatcherOptions) {
     super();
     validateObject(options, 'options');

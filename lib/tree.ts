@@ -98,7 +98,9 @@ export function forceProcScan(on: boolean | undefined): void {
 /**
  * How the walk lists a member's children: /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN, Linux 4.2, on
  * almost everywhere), or else one scan of every /proc/<pid>/stat per pass, grouped by parent. Either is only a
- * hint: adoptChild checks every candidate the same way.
+ * hint: adoptChild checks every candidate the same way. A scan is a snapshot taken before the pass, so a child
+ * forked just before its parent was stopped in that pass is found in the next one (the walk repeats until a pass
+ * finds nothing new, so the result is the same).
  */
 function childLister(): (pid: number) => number[] {
   childrenFiles ??= hasChildrenFiles();
