@@ -145,6 +145,9 @@ class Member {
  * period ends, then stops and walks the tree again, sends `killSignal` and calls process_mrelease, like
  * `terminate`. Resolves once every member has exited, with one entry per process.
  *
+ * The calling process is never a member (a tree rooted at one of its ancestors is killed around it); a root that
+ * is the calling process is refused (`ERR_INVALID_ARG_VALUE`).
+ *
  * If the root has already exited but is still an unreaped zombie that led a process group, the members of that
  * group (its orphaned children and their descendants, typically) are taken instead: while the zombie holds its
  * pid, that group can only be the root's. A root that has been reaped leaves nothing that can be proven to be
@@ -163,6 +166,9 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
   if (cgroup !== undefined && typeof cgroup !== 'string') throw invalidType('options.cgroup', 'of type string', cgroup);
   const cg = cgroup === undefined ? undefined : cgroupPath(cgroup);
   if (o.abortSignal?.aborted) throw abortReason(o.abortSignal);
+  if (root === process.pid || (root instanceof PidFd && root.pid === process.pid)) {
+    throw invalidValue('root', root, 'is this process: killTree would stop itself');
+  }
   const opened = openTarget(root, 'root');
   if ('gone' in opened) {
     const exit = opened.gone;
@@ -220,6 +226,7 @@ class Tree {
 
   /** See the comment at the top of this file for why this check is enough. */
   adoptChild(pid: number, parent: Member): PidFd | undefined {
+    if (pid === process.pid) return undefined; // never stop or kill ourselves (a tree rooted at our ancestor)
     let q: PidFd;
     try {
       q = PidFd.open(pid);
@@ -272,6 +279,7 @@ class Tree {
 
   /** A pid read from cgroup.procs, checked like adoptChild: /proc/<pid>/cgroup read, then the pidfd not exited. */
   adoptFromCgroup(pid: number, path: string): PidFd | undefined {
+    if (pid === process.pid) return undefined;
     let q: PidFd;
     try {
       q = PidFd.open(pid);
@@ -319,7 +327,7 @@ class Tree {
     if (st === undefined || reaped() || st.pgid !== root.pid) return; // read someone else's, or led no group
     const group = root.pid;
     for (const pid of allPids()) {
-      if (pid === root.pid || this.byPid.has(pid)) continue;
+      if (pid === root.pid || pid === process.pid || this.byPid.has(pid)) continue;
       if (readStat(pid)?.pgid !== group) continue;
       let q: PidFd;
       try {

@@ -9,6 +9,7 @@ import t from 'tap';
 import { PidFd } from '../lib/pidfd';
 import { readStat } from '../lib/procfs';
 import { forceProcScan, killTree, KillTreeResult } from '../lib/tree';
+import { ensureDist } from './helpers/dist';
 import { ended, Lines } from './helpers/lines';
 import { fixture, track } from './helpers/procs';
 
@@ -278,9 +279,35 @@ t.test('abortSignal: rejects with its reason and leaves no member stopped', asyn
   await h.end();
 });
 
+t.test('a tree rooted at an ancestor of the caller: killed around it, the caller never stopped', async (t) => {
+  const stale = ensureDist();
+  if (stale) throw new Error(stale);
+  // sh (the root) -> node (the caller, running killTree on its parent) and sh -> sleep (a sibling, a member).
+  const script = `
+    const { killTree } = require(${JSON.stringify(require.resolve('../dist/index.js'))});
+    killTree(process.ppid, { timeout: 3000 }).then((r) => {
+      console.log(JSON.stringify({ me: process.pid, pids: r.processes.map((m) => m.pid), exits: r.processes.map((m) => m.exit.signal) }));
+    }, (e) => console.log('error ' + e.message));
+  `;
+  const sh = track(spawn('sh', ['-c', 'sleep 1000 & "$0" -e "$1"; echo "sh survived"', process.execPath, script],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } }));
+  const out = new Lines(sh.stdout as Readable);
+  const line = await out.waitFor((l) => l.startsWith('{') || l.startsWith('error'), 'the result', 60_000);
+  const r = JSON.parse(line) as { me: number; pids: number[]; exits: string[] };
+  t.equal(r.pids[0], sh.pid, 'the root is the shell');
+  t.notOk(r.pids.includes(r.me), 'the caller is not a member');
+  t.equal(r.pids.length, 2, 'the shell and its sleep');
+  t.equal(r.exits[0], 'SIGTERM');
+  // The sleep is re-parented when the shell dies; its status is known once its new parent (init) reaps it.
+  t.ok(r.exits[1] === 'SIGTERM' || r.exits[1] === null);
+  t.same(await ended(sh), [null, 'SIGTERM']);
+  t.notOk(out.all.includes('sh survived'));
+});
+
 t.test('bad input', async (t) => {
   await t.rejects(killTree('1' as never), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(killTree(1, { includeRoot: 'no' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(killTree(1, { cgroup: 5 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(killTree(1, { timeout: NaN }), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(killTree(process.pid), { code: 'ERR_INVALID_ARG_VALUE' }, 'never itself');
 });
