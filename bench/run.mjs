@@ -7,11 +7,14 @@
 //   latency.mjs   SIGKILL → notification: C floor, waitExit, child_process 'exit', 10 ms kill(pid, 0) polling
 //   idle.mjs      CPU time while 2,000 live processes are watched for 10 s: waitExit against a 10 ms poll
 //   mrelease.mjs  SIGKILL → memory freed for a 2 GiB process, with and without pidfd.release()
+//   terminate.mjs terminate() of 2 × 200 processes against tree-kill + pm2-style polling
+//   killtree.mjs  killTree() against the tree-kill package on 500-process trees (toolkit-report.mjs renders both)
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { BENCH, compile, LineProc, loadPackage, ROOT, runScript } from './lib.mjs';
+import { runToolkit, toolkitSection } from './toolkit-report.mjs';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 60 : 500;
@@ -59,6 +62,8 @@ const idle = { baseline: [], waitExit: [], poll: [] };
 
 log(`memory: ${HOG_MIB} MiB victims, ${HOG_TRIALS} trials with and without release() ...`);
 const memory = await runScript('mrelease.mjs', [String(HOG_MIB), String(HOG_TRIALS)]);
+
+const toolkit = await runToolkit(quick, log);
 
 // ---- report ----
 const S = latency.stats;
@@ -236,6 +241,7 @@ const lines = [
   '',
   ...verdict,
   '',
+  ...toolkitSection(toolkit),
   '## How it is measured',
   '',
   '- Victims are `bench/helper.c victim` (it sleeps in pause()). Children are spawned with `child_process.spawn`; ' +
@@ -259,6 +265,6 @@ process.stdout.write(`\n${report}\n`);
 if (!quick) writeFileSync(join(BENCH, 'RESULTS.md'), report);
 writeFileSync(
   join(BENCH, quick ? 'results-quick.json' : 'results.json'),
-  `${JSON.stringify({ date: started.toISOString(), machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version }, quick, latency, idle, memory }, null, 1)}\n`,
+  `${JSON.stringify({ date: started.toISOString(), machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version }, quick, latency, idle, memory, toolkit }, null, 1)}\n`,
 );
 log(`wrote ${quick ? '' : 'bench/RESULTS.md and '}bench/${quick ? 'results-quick.json' : 'results.json'} (${((Date.now() - started) / 1000).toFixed(0)} s)`);

@@ -8,6 +8,7 @@ export const E = constants.errno;
 export type PidfdErrorCode =
   | 'ERR_PIDFD_CLOSED'
   | 'ERR_PIDFD_CHILD_EXITED'
+  | 'ERR_PIDFD_STALE'
   | 'ERR_PIDFD_UNSUPPORTED'
   | 'ERR_PIDFD_UNSUPPORTED_PLATFORM'
   | 'ERR_ILLEGAL_CONSTRUCTOR';

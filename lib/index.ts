@@ -18,6 +18,14 @@ export { capabilities, FEATURES } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { SystemError, CodedError, PidfdErrorCode } from './errors';
 
+// Process-manager toolkit: terminate with escalation, race-free tree kill, exit watching.
+export { terminate } from './terminate';
+export type { Target, TerminateOptions, TerminateResult } from './terminate';
+export { killTree } from './tree';
+export type { KillTreeOptions, KillTreeResult, TreeMember } from './tree';
+export { ExitWatcher } from './exit-watcher';
+export type { ExitWatcherOptions } from './exit-watcher';
+
 /**
  * Numeric constants of the kernel interfaces this package wraps (PIDFD_*, MADV_*, P_PIDFD, W*, CLD_*, PAGE_SIZE),
  * read from the system headers at build time. Empty off Linux.

@@ -3,6 +3,7 @@ import { C, native } from './binding';
 import { callError, capabilities, requireCapability } from './capabilities';
 import { abortReason, closedError, codedError, E, timeoutError } from './errors';
 import { decodeWaitStatus, ExitInfo, exitFrom, ExitStatus, readExit } from './exit';
+import { adoptWith, formatIdentity, idSource, readId } from './identity';
 import { adviseRanges, Advice, MemoryRange } from './memory';
 import { toSignalNumber } from './signals';
 import {
@@ -104,6 +105,7 @@ export class PidFd {
   #waiters = new Set<Waiter>();
   #token = NO_TOKEN; // pending watcher registration
   #reapTimer: NodeJS.Timeout | undefined;
+  #id: bigint | undefined; // see lib/identity.ts
 
   /** @internal Use `PidFd.open` or `PidFd.fromChild`. */
   constructor(secret?: unknown, fd?: number, pid?: number, child?: ChildProcess) {
@@ -164,6 +166,53 @@ export class PidFd {
     const fd = native.open(pid, flags);
     if (fd < 0) throw callError('pidfdOpen', fd, 'pidfd_open');
     return new PidFd(constructing, fd, pid, child);
+  }
+
+  /**
+   * Re-opens the process named by an identity string from `pidfd.identity()` (say, read from a pid file after a
+   * daemon restart). Throws `ERR_PIDFD_STALE` if that pid now names a different process or the machine has
+   * rebooted since, and an `ESRCH` system error if no process has that pid any more.
+   *
+   * @example
+   * let worker;
+   * try {
+   *   worker = PidFd.adopt(fs.readFileSync('worker.pid', 'utf8'));
+   * } catch (err) {
+   *   if (err.code !== 'ERR_PIDFD_STALE' && err.code !== 'ESRCH') throw err;
+   *   worker = undefined; // gone: start a new one
+   * }
+   */
+  static adopt(identity: string): PidFd {
+    return adoptWith(identity, (pid) => PidFd.open(pid));
+  }
+
+  /**
+   * The process's identity for this boot: its pidfs inode number (Linux 6.9+, read from the pidfd, exact, also
+   * after exit), or on older kernels its start time in clock ticks after boot (read from /proc while it runs).
+   * Two PidFds name the same process exactly when their ids are equal. Cached after the first read.
+   *
+   * @example
+   * const a = PidFd.open(pid), b = PidFd.open(pid);
+   * console.log(a.id === b.id); // true: the same process
+   */
+  get id(): bigint {
+    if (this.#id === undefined) {
+      const fd = this.#live();
+      this.#id = readId(fd, this.#pid, idSource(fd), () => this.exited);
+    }
+    return this.#id;
+  }
+
+  /**
+   * A string naming this process across restarts of the caller, for a pid file: boot id, id and pid
+   * (`pidfd1:<boot id>:<ino|start>:<id>:<pid>`). `PidFd.adopt` turns it back into a PidFd, or refuses.
+   *
+   * @example
+   * fs.writeFileSync('worker.pid', PidFd.fromChild(child).identity() + '\n');
+   */
+  identity(): string {
+    const id = this.id;
+    return formatIdentity(idSource(this.#fd < 0 ? -1 : this.#fd), id, this.#pid);
   }
 
   /** The pid this PidFd was opened for. Stays readable after close. */
