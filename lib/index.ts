@@ -13,10 +13,16 @@ import { C } from './binding';
 export { PidFd } from './pidfd';
 export type { OpenOptions, KillOptions, WaitOptions, PidFdInfo } from './pidfd';
 export type { ExitInfo, ExitStatus } from './exit';
-export type { Advice, MemoryRange } from './memory';
+export type { Advice, MemoryRange } from './madvise';
 export { capabilities, FEATURES } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { SystemError, CodedError, PidfdErrorCode } from './errors';
+// Memory view, reclaim, pressure and the low-memory killer (issue 4).
+export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } from './memory';
+export { readPressure, watchPressure, PressureWatcher } from './pressure';
+export type {
+  Pressure, PressureLine, PressureResource, PressureEvent, ReadPressureOptions, WatchPressureOptions,
+} from './pressure';
 
 /**
  * Numeric constants of the kernel interfaces this package wraps (PIDFD_*, MADV_*, P_PIDFD, W*, CLD_*, PAGE_SIZE),

@@ -87,6 +87,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", constants);
   InitCalls(env, exports);
   InitWatcher(env, exports);
+  InitPoll(env, exports);
   return exports;
 }
 
