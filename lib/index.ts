@@ -20,6 +20,11 @@ export type { SystemError, CodedError, PidfdErrorCode } from './errors';
 // Memory view, reclaim, pressure and the low-memory killer (issue 4).
 export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } from './memory';
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
+export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
+export type {
+  Candidate, CandidateSource, KillerPsiOptions, LowMemoryKillerOptions, MemoryHeadroom, PressureStartEvent,
+  ReclaimEvent, TrimEvent, KillEvent,
+} from './lmk';
 export type {
   Pressure, PressureLine, PressureResource, PressureEvent, ReadPressureOptions, WatchPressureOptions,
 } from './pressure';
