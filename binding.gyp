@@ -4,7 +4,7 @@
       "target_name": "pidfd",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["src/addon.cc", "src/calls.cc", "src/watcher.cc", "src/pollfd.cc"],
+          "sources": ["src/addon.cc", "src/calls.cc", "src/watcher.cc", "src/pollfd.cc", "src/mlock.cc"],
           "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
           "defines": [
             "NAPI_VERSION=8",

@@ -55,6 +55,8 @@ export interface Native {
   pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void): number;
   pollStop(id: number): number;
   pollRef(id: number, ref: boolean): number;
+  /** mlock2 on each [address, length] pair → ranges locked | -errno of the first failure. */
+  mlock(ranges: BigUint64Array, flags: number): number;
 }
 
 function unsupportedPlatform(): never {
@@ -68,7 +70,7 @@ function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
     for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
-      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef']) {
+      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
       stub[name] = unsupportedPlatform;
     }
     return { native: stub as unknown as Native, supported: false };

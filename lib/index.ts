@@ -22,7 +22,7 @@ export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } 
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
 export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
 export type {
-  Candidate, CandidateSource, KillerPsiOptions, LowMemoryKillerOptions, MemoryHeadroom, PressureStartEvent,
+  Candidate, CandidateSource, KillerPsiOptions, LockResult, LowMemoryKillerOptions, MemoryHeadroom, PressureStartEvent,
   ReclaimEvent, TrimEvent, KillEvent,
 } from './lmk';
 export type {

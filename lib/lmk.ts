@@ -15,7 +15,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, native } from './binding';
 import { codedError, systemError } from './errors';
-import { MemoryInfo, readProc } from './memory';
+import { MemoryInfo, parseMaps, readProc } from './memory';
 import { PidFd } from './pidfd';
 import { PressureEvent, PressureResource, PressureWatcher, watchPressure } from './pressure';
 import { toSignalNumber } from './signals';
@@ -194,18 +194,40 @@ export function readHeadroom(cgroup?: string): MemoryHeadroom {
   return { available: lim - Number(usage), total: lim, source };
 }
 
+/** What `lockMemory()` locked. */
+export interface LockResult {
+  /** File-backed mappings locked. */
+  ranges: number;
+  /** Their total size in bytes (pages are locked as they are or become resident). */
+  bytes: number;
+}
+
 /**
- * Locks this process's memory (mlockall with MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT), so that under memory pressure
- * the killer itself is never the one paged out. Pages are locked as they are touched, so the heap V8 reserves is
- * not forced into memory. Throws a system error (EPERM without CAP_IPC_LOCK beyond RLIMIT_MEMLOCK, ENOMEM).
+ * Keeps this process's code in memory, so that under memory pressure the killer itself is not slowed down by page
+ * faults on its own code. It locks every file-backed mapping (the node binary, shared libraries, this addon,
+ * read-only data) with mlock2(MLOCK_ONFAULT): pages resident now stay, pages touched later are locked as they
+ * fault in, nothing is read in just to lock it. Those are the pages the kernel drops first under pressure.
+ *
+ * Anonymous memory (the JavaScript heap) is not locked, on purpose: mlockall makes Node abort, because V8 hands heap
+ * pages back with madvise(MADV_DONTNEED), which the kernel refuses on locked memory, and V8 treats the refusal as
+ * fatal. Without swap anonymous memory cannot be paged out anyway; with swap, run the killer with a small heap.
+ * Throws a system error (EPERM without CAP_IPC_LOCK beyond RLIMIT_MEMLOCK, ENOMEM).
  *
  * @example
  * import { lockMemory } from 'pidfd';
- * lockMemory();
+ * const { ranges, bytes } = lockMemory();
  */
-export function lockMemory(): void {
-  const r = native.mlockall(C.MCL_CURRENT | C.MCL_FUTURE | C.MCL_ONFAULT);
-  if (r < 0) throw systemError(r, 'mlockall');
+export function lockMemory(): LockResult {
+  const maps = parseMaps(readFileSync('/proc/self/maps', 'latin1')).filter((m) => m.kind === 'file');
+  const flat: bigint[] = [];
+  let bytes = 0;
+  for (const m of maps) {
+    flat.push(m.start, m.end - m.start);
+    bytes += Number(m.end - m.start);
+  }
+  const r = native.mlock(BigUint64Array.from(flat), C.MLOCK_ONFAULT);
+  if (r < 0) throw systemError(r, 'mlock2');
+  return { ranges: maps.length, bytes };
 }
 
 interface Listed {
@@ -236,6 +258,7 @@ export class LowMemoryKiller extends EventEmitter {
   #timer: NodeJS.Timeout | undefined;
   #psi: PressureWatcher | undefined;
   #psiUntil = -Infinity;
+  #lastKillEnd = -Infinity;
   #lastPsi: PressureEvent | undefined;
   #running = false;
   #busy: Promise<void> | undefined;
@@ -325,10 +348,9 @@ export class LowMemoryKiller extends EventEmitter {
     return this.#pressured;
   }
 
-  /** Locks the killer's own memory: see the `lockMemory` function. */
-  lockMemory(): this {
-    lockMemory();
-    return this;
+  /** Locks the killer's own code in memory: see the `lockMemory` function. */
+  lockMemory(): LockResult {
+    return lockMemory();
   }
 
   /** Available memory, measured as the killer does. */
@@ -351,6 +373,8 @@ export class LowMemoryKiller extends EventEmitter {
     if (psi !== undefined) {
       this.#psi = watchPressure({ resource: 'memory', ...psi, ref: this.#ref });
       this.#psi.on('pressure', (e: PressureEvent) => {
+        // A window that began before the last kill ended measures the stall that kill answered: not news.
+        if (performance.now() - e.span < this.#lastKillEnd) return;
         this.#lastPsi = e;
         this.#psiUntil = performance.now() + e.window;
         this.#wake();
@@ -646,6 +670,9 @@ export class LowMemoryKiller extends EventEmitter {
     this.emit('kill', {
       ...base, bytesFreed: now.available - before.available, deathMs, memoryMs, regained: now.available >= want, released, dryRun: false,
     } satisfies KillEvent);
+    // PSI seen so far describes the time before this kill: the next PSI-driven decision needs a whole new window.
+    this.#psiUntil = -Infinity;
+    this.#lastKillEnd = performance.now();
     // The next decision, if pressure remains, is a new episode: run it now rather than at the next tick.
     if (this.#running) this.#again = true;
   }

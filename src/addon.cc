@@ -88,6 +88,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCalls(env, exports);
   InitWatcher(env, exports);
   InitPoll(env, exports);
+  InitMlock(env, exports);
   return exports;
 }
 

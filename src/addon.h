@@ -34,6 +34,7 @@ int32_t Int32Arg(const Napi::CallbackInfo& info, size_t i);
 void InitCalls(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
+void InitMlock(Napi::Env env, Napi::Object exports);
 // Closes the watcher's libuv handle; `done` runs once libuv has released it (see the cleanup hook in addon.cc).
 void CloseWatcher(Watcher* w, napi_async_cleanup_hook_handle hook);
 
