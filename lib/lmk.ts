@@ -381,11 +381,10 @@ export class LowMemoryKiller extends EventEmitter {
       });
       this.#psi.on('error', (err) => this.emit('error', err));
     }
-    if (this.options.minAvailable !== undefined) {
-      this.#timer = setInterval(() => this.#wake(), this.options.interval ?? 1000);
-      if (!this.#ref) this.#timer.unref();
-      this.#wake();
-    }
+    // Memory is checked on a timer (with PSI alone, the timer notices that pressure has ended).
+    this.#timer = setInterval(() => this.#wake(), this.options.interval ?? 1000);
+    if (!this.#ref) this.#timer.unref();
+    if (this.options.minAvailable !== undefined) this.#wake();
     return this;
   }
 

@@ -44,7 +44,7 @@ export const lmk: Command = {
     '  --cgroup DIR            the processes in a cgroup (v1 or v2 directory); if it is a memory cgroup, its',
     '                          headroom (limit - usage) is the available memory',
     '  --children-of PID       the children of a process (e.g. your process manager)',
-    'When to act (one or both; with both, both must say so):',
+    'When to act (one or both; with both, both must say so; neither: --min-available 10%):',
     '  --min-available X       available memory below X: a percentage of the total (10%) or a size (512M)',
     '  --psi \'some T/W\'        tasks stalled T within W (e.g. \'some 150ms/2s\'; windows of 2-10 s in whole',
     '                          seconds get a kernel trigger, others run by sampling)',
