@@ -160,7 +160,13 @@ const sleep = (ms: number, ref: boolean): Promise<void> =>
     if (!ref) t.unref();
   });
 
-/** Reads available memory: the system's, or a memory cgroup's headroom. */
+/**
+ * Available memory as the killer measures it: the system's (MemAvailable of MemTotal), or a memory cgroup's
+ * headroom (v1: limit_in_bytes - usage_in_bytes; v2: memory.max - memory.current; the limit capped at MemTotal).
+ *
+ * @example
+ * const { available, total, source } = readHeadroom('/sys/fs/cgroup/memory/workers');
+ */
 export function readHeadroom(cgroup?: string): MemoryHeadroom {
   const meminfo = (): Map<string, number> => {
     const m = new Map<string, number>();
