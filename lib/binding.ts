@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { codedError } from './errors';
 
@@ -66,6 +67,51 @@ function unsupportedPlatform(): never {
   );
 }
 
+/** The C library node-gyp-build matches prebuilds against: `LIBC` if set, else musl on Alpine or without glibc. */
+function libc(): string {
+  if (process.env.LIBC) return process.env.LIBC;
+  if (existsSync('/etc/alpine-release')) return 'musl';
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return report?.header?.glibcVersionRuntime ? 'glibc' : 'musl';
+}
+
+/** Prebuilt binaries ship for these; everything else is compiled at install time. */
+const PREBUILT = new Set(['x64', 'arm64']);
+
+/**
+ * The error when no native binary loads: what was looked for, why none fits, and the exact commands that fix it
+ * (a source build needs a C++ toolchain, make and python3; on musl also the kernel headers).
+ */
+export function nativeLoadError(cause: Error, dir: string, arch: string = process.arch, lib = libc()): Error {
+  const target = `linux-${arch} (${lib})`;
+  const toolchain = lib === 'musl'
+    ? 'apk add --no-cache g++ make python3 linux-headers'
+    : 'apt-get install g++ make python3 (Debian/Ubuntu) or dnf install gcc-c++ make python3 (Fedora/RHEL)';
+  const inDocker = '(in a Dockerfile: install them before `npm install`)';
+  const rebuild = `${toolchain}, then \`npm rebuild pidfd\` ${inDocker}`;
+  let what: string;
+  if (!/No native build was found/.test(cause.message)) {
+    what = `the native binary for ${target} was found but could not be loaded. Prebuilt binaries need glibc 2.17 or ` +
+      `later and the libstdc++ of GCC 4.8 or later. Build it from source: ${toolchain}, then ` +
+      `\`npm rebuild pidfd --build-from-source\` ${inDocker}.`;
+  } else if (lib === 'musl') {
+    what = `no native binary for ${target}. The prebuilt binaries are for glibc (linux-x64, linux-arm64); on musl ` +
+      `(Alpine) the addon is compiled when the package is installed, and that build did not happen or failed. ` +
+      `Install a C++ toolchain and rebuild: ${rebuild}.`;
+  } else if (!PREBUILT.has(arch)) {
+    what = `no native binary for ${target}. Prebuilt binaries ship for linux-x64 and linux-arm64; on ${arch} the ` +
+      `addon is compiled when the package is installed, and that build did not happen or failed. Install a C++ ` +
+      `toolchain and rebuild: ${rebuild}.`;
+  } else {
+    what = `no native binary for ${target}: neither prebuilds/linux-${arch}/ nor build/Release/ in ${dir} has one. ` +
+      `In a git checkout run \`npm install\` (it compiles the addon); for an installed package reinstall it, or ` +
+      `build it: ${rebuild}.`;
+  }
+  const err = codedError('ERR_PIDFD_NATIVE_LOAD', `pidfd: ${what} Cause: ${cause.message.trim()}`);
+  (err as Error & { cause?: unknown }).cause = cause;
+  return err;
+}
+
 function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
@@ -77,19 +123,13 @@ function load(): { native: Native; supported: boolean } {
   }
   // lib/ (tests, through tap's TypeScript loader) and dist/ (the published build) both sit one level below the
   // package root, where node-gyp-build looks for build/Release and prebuilds/.
+  const dir = join(__dirname, '..');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => Native;
   try {
-    return { native: nodeGypBuild(join(__dirname, '..')), supported: true };
+    return { native: nodeGypBuild(dir), supported: true };
   } catch (cause) {
-    const err = codedError(
-      'ERR_PIDFD_NATIVE_LOAD',
-      'pidfd: no native build fits this system, and none could be loaded. ' +
-        'Install a C++ toolchain (Debian/Ubuntu: apt-get install g++ make python3; Alpine: apk add g++ make python3 ' +
-        'linux-headers) and run `npm rebuild pidfd`. Cause: ' + (cause as Error).message,
-    );
-    (err as Error & { cause?: unknown }).cause = cause;
-    throw err;
+    throw nativeLoadError(cause as Error, dir);
   }
 }
 

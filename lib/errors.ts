@@ -29,6 +29,12 @@ export interface CodedError extends Error {
 
 let errorMap: Map<number, [string, string]> | undefined;
 
+/** The errno code (`EPERM`) of a negative errno as returned by the native layer. */
+export function errnoCode(negErrno: number): string {
+  errorMap ??= getSystemErrorMap();
+  return errorMap.get(negErrno)?.[0] ?? `errno ${-negErrno}`;
+}
+
 /** Builds a system error from a negative errno as returned by the native layer. */
 export function systemError(negErrno: number, syscall: string, hint?: string): SystemError {
   errorMap ??= getSystemErrorMap();
@@ -51,12 +57,16 @@ export function codedError(
   return err;
 }
 
-/** Thrown when this kernel lacks a feature; names the feature and the kernel that added it. */
-export function unsupported(feature: string, since: string): CodedError & { feature: string } {
-  const err = codedError(
-    'ERR_PIDFD_UNSUPPORTED',
-    `${feature} is not supported by this kernel (it needs Linux ${since} or later)`,
-  ) as CodedError & { feature: string };
+/**
+ * Thrown when a feature is not available here; names the feature and the kernel that added it. `blockedBy` is the
+ * errno code the probe saw when it was not ENOSYS (EPERM, EACCES: a seccomp filter or a security module forbids the
+ * call on a kernel that may well have it).
+ */
+export function unsupported(feature: string, since: string, blockedBy?: string): CodedError & { feature: string } {
+  const why = blockedBy
+    ? `is not available here: the kernel refused it with ${blockedBy} (a seccomp filter or security module blocks it; it exists since Linux ${since})`
+    : `is not supported by this kernel (it needs Linux ${since} or later), or a seccomp filter hides it`;
+  const err = codedError('ERR_PIDFD_UNSUPPORTED', `${feature} ${why}`) as CodedError & { feature: string };
   err.feature = feature;
   return err;
 }

@@ -1,7 +1,8 @@
 // process_madvise over many ranges: validation, batching within the kernel's limits, resuming after partial
 // progress. The /proc memory view and reclaim() are in memory.ts.
 import { C, native } from './binding';
-import { E, systemError, unsupported } from './errors';
+import { callError, requireCapability } from './capabilities';
+import { E } from './errors';
 import { invalidType, invalidValue, outOfRange } from './validate';
 
 /** Advice for `PidFd.madvise`: what the kernel should do with another process's pages. */
@@ -73,6 +74,8 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
   const page = BigInt(C.PAGE_SIZE);
   const cap = perCallByteCap(C.PAGE_SIZE);
   const list = toRanges(ranges, page);
+  // Even an empty list says so where the call is missing, as a non-empty one would.
+  requireCapability('processMadvise');
   // A cursor into the ranges: all before `i` are done, and `off` bytes of ranges[i]. Pieces (at most the cap each,
   // so every piece starts page-aligned) are cut only as a batch needs them: a range may be up to 2^64 bytes long.
   let advised = 0n;
@@ -95,12 +98,8 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
     }
     const r = native.madvise(fd, BigUint64Array.from(batch), madv);
     if (r < 0) {
-      if (r === -E.ENOSYS) throw unsupported('process_madvise', '5.10');
-      if (r === -E.EINVAL && advice === 'collapse') {
-        const err = systemError(r, 'process_madvise', 'MADV_COLLAPSE needs Linux 6.1 and transparent huge pages');
-        throw Object.assign(err, { bytesAdvised: Number(advised) });
-      }
-      throw Object.assign(systemError(r, 'process_madvise'), { bytesAdvised: Number(advised) });
+      const hint = r === -E.EINVAL && advice === 'collapse' ? 'MADV_COLLAPSE needs Linux 6.1 and transparent huge pages' : undefined;
+      throw Object.assign(callError('processMadvise', r, 'process_madvise', hint), { bytesAdvised: Number(advised) });
     }
     // Skip what the kernel finished; a range it stopped inside of continues from where it stopped.
     let done = BigInt(r);

@@ -1,7 +1,7 @@
 import { ChildProcess } from 'node:child_process';
 import { C, native } from './binding';
-import { capabilities, requireCapability } from './capabilities';
-import { abortReason, closedError, codedError, E, systemError, timeoutError, unsupported } from './errors';
+import { callError, capabilities, requireCapability } from './capabilities';
+import { abortReason, closedError, codedError, E, timeoutError } from './errors';
 import { decodeWaitStatus, ExitInfo, exitFrom, ExitStatus, readExit } from './exit';
 import { adviseRanges, Advice, MemoryRange } from './madvise';
 import { Mapping, MemoryInfo, readMaps, readMemory, reclaim as reclaimMemory, ReclaimOptions, ReclaimResult } from './memory';
@@ -163,10 +163,7 @@ export class PidFd {
 
   static #open(pid: number, flags: number, child: ChildProcess | undefined): PidFd {
     const fd = native.open(pid, flags);
-    if (fd < 0) {
-      if (fd === -E.ENOSYS) throw unsupported('pidfd_open', '5.3');
-      throw systemError(fd, 'pidfd_open');
-    }
+    if (fd < 0) throw callError('pidfdOpen', fd, 'pidfd_open');
     return new PidFd(constructing, fd, pid, child);
   }
 
@@ -212,7 +209,7 @@ export class PidFd {
     const signo = toSignalNumber(signal);
     validateObject(options, 'options');
     const scope = options?.scope === undefined ? 'process' : options.scope;
-    if (!Object.prototype.hasOwnProperty.call(SCOPE_FLAGS, scope)) {
+    if (typeof scope !== 'string' || !Object.prototype.hasOwnProperty.call(SCOPE_FLAGS, scope)) {
       throw invalidValue('options.scope', scope, "must be 'process', 'thread' or 'process-group'");
     }
     const value = options?.value;
@@ -232,8 +229,7 @@ export class PidFd {
       if (scope !== 'process-group') this.#exited = true;
       return false;
     }
-    if (r === -E.ENOSYS) throw unsupported('pidfd_send_signal', '5.1');
-    throw systemError(r, 'pidfd_send_signal');
+    throw callError('pidfdSendSignal', r, 'pidfd_send_signal');
   }
 
   /**
@@ -303,7 +299,10 @@ export class PidFd {
     // Exited, but neither our unreaped child nor reaped with PIDFD_INFO_EXIT: a zombie of another parent. The
     // kernel fills the exit status when that parent reaps it, and the pidfd reports EPOLLHUP then; give the
     // parent a moment to do so.
-    if (capabilities().pidfdInfoExit && this.#child === undefined) {
+    // Our own child lands here too when waitid(P_PIDFD) is missing or filtered: its parent (Node) reaps it
+    // promptly, and PIDFD_INFO_EXIT or child_process's exitCode has the status once it has.
+    const caps = capabilities();
+    if (this.#child === undefined ? caps.pidfdInfoExit : !caps.waitidPidfd) {
       this.#token = watcher.watch(this.#fd, 0, this.#onReady);
       this.#reapTimer = setTimeout(this.#onReaped, REAP_GRACE_MS).unref();
     } else {
@@ -371,11 +370,8 @@ export class PidFd {
     const r = native.mrelease(this.#live());
     if (r === 0) return true;
     if (r === -E.ESRCH) return false;
-    if (r === -E.ENOSYS) throw unsupported('process_mrelease', '5.15');
-    if (r === -E.EINVAL) {
-      throw systemError(r, 'process_mrelease', 'the process is not dying: send SIGKILL first, then call release()');
-    }
-    throw systemError(r, 'process_mrelease');
+    const hint = r === -E.EINVAL ? 'the process is not dying: send SIGKILL first, then call release()' : undefined;
+    throw callError('processMrelease', r, 'process_mrelease', hint);
   }
 
   /**
@@ -434,8 +430,7 @@ export class PidFd {
   info(): PidFdInfo {
     const r = native.info(this.#live(), C.PIDFD_INFO_EXIT | C.PIDFD_INFO_CGROUPID);
     if (typeof r === 'number') {
-      if (r === -E.ENOTTY || r === -E.ENOSYS) throw unsupported('ioctl(PIDFD_GET_INFO)', '6.13');
-      throw systemError(r, 'ioctl(PIDFD_GET_INFO)');
+      throw callError('pidfdGetInfo', r === -E.ENOTTY ? -E.ENOSYS : r, 'ioctl(PIDFD_GET_INFO)');
     }
     const out: PidFdInfo = { pid: this.#pid };
     if (r.mask & C.PIDFD_INFO_PID) Object.assign(out, { pid: r.pid, tgid: r.tgid, ppid: r.ppid });
@@ -460,8 +455,7 @@ export class PidFd {
     validateInteger(targetFd, 'targetFd', 0, 2 ** 31 - 1);
     const r = native.getfd(this.#live(), targetFd);
     if (r >= 0) return r;
-    if (r === -E.ENOSYS) throw unsupported('pidfd_getfd', '5.6');
-    throw systemError(r, 'pidfd_getfd');
+    throw callError('pidfdGetfd', r, 'pidfd_getfd');
   }
 
   /** Closes the fd. Pending waits reject with `ERR_PIDFD_CLOSED`. Idempotent. */

@@ -4,7 +4,15 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`;
-  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
+  if (typeof value === 'object') {
+    // A null-prototype object, a Proxy or a throwing getter must not turn an argument error into another error.
+    try {
+      const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name;
+      return `an instance of ${typeof name === 'string' && name !== '' ? name : 'Object'}`;
+    } catch {
+      return 'an object';
+    }
+  }
   let shown = String(value);
   if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
   if (typeof value === 'string') shown = `'${shown}'`;

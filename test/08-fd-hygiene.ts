@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { PidFd } from '../lib/index';
 import { pendingWatches } from '../lib/watcher';
 import { ensureDist } from './helpers/dist';
-import { exited, sleeper, track } from './helpers/procs';
+import { exited, NodeRun, runNode, sleeper, track } from './helpers/procs';
 
 const CYCLES = 100_000;
 const FIXTURES = join(__dirname, 'fixtures');
@@ -36,26 +36,8 @@ function fdTable(): Record<string, string> {
 }
 const pidfds = (table: Record<string, string>) => Object.values(table).filter((v) => v === 'anon_inode:[pidfd]').length;
 
-interface Run {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `node <args>` plainly (`env -u NODE_OPTIONS` drops the test runner's hooks), under `prefix` if given. */
-function runNode(args: string[], prefix: string[] = []): Promise<Run> {
-  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...args];
-  const child = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-}
-
 /** The child's stderr, without the markers fd-closed.js writes there. */
-const realStderr = (r: Run) => r.stderr.replace(/MARK-\w+ \d+\n/g, '');
+const realStderr = (r: NodeRun) => r.stderr.replace(/MARK-\w+ \d+\n/g, '');
 
 t.test(`${CYCLES.toLocaleString('en')} open/close cycles leave the fd table unchanged`, async (t) => {
   const target = sleeper();

@@ -1,17 +1,20 @@
-// The package as users get it: pack the tarball, install it into empty projects where no compiler can be found,
-// and use it from CommonJS, ESM and TypeScript (.mts and .cts compiled against the packed types).
+// The package as users get it: pack the tarball (both prebuilds, nothing outside the allow-list, publint and
+// arethetypeswrong clean), install it into empty projects where no compiler can be found, and use it from
+// CommonJS, ESM and TypeScript (.mts and .cts compiled against the packed types).
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync, SpawnSyncOptions } from 'node:child_process';
 import {
-  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync,
-  rmSync, statSync, symlinkSync, writeFileSync,
+  copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync,
+  symlinkSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { ensurePrebuild, missingTool, prebuildPath, which as whichTool } from './helpers/prebuilds';
 
 const ROOT = join(__dirname, '..');
 const FIXTURES = join(__dirname, 'fixtures');
-const PREBUILD = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'pidfd.node');
+const PREBUILD = prebuildPath('x64');
+const PREBUILD_REL = 'prebuilds/linux-x64/pidfd.glibc.node';
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 
 const work = mkdtempSync(join(tmpdir(), 'pidfd-package-'));
@@ -71,31 +74,6 @@ function ok(tt: Test, r: Run, what: string): boolean {
   return tt.equal(r.status, 0, what, r.status === 0 ? {} : { signal: r.signal, stdout: r.stdout, stderr: r.stderr });
 }
 
-/**
- * Builds the prebuild when it is missing or older than the native sources. The build runs in a copy of the
- * sources, so build/Release of this tree (which other test files load concurrently) is never touched.
- */
-function ensurePrebuild(): string {
-  const sources = [join(ROOT, 'binding.gyp'), ...readdirSync(join(ROOT, 'src')).map((f) => join(ROOT, 'src', f))];
-  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-  if (existsSync(PREBUILD) && statSync(PREBUILD).mtimeMs >= newest) return 'present and newer than the sources';
-  const stage = join(work, 'prebuildify');
-  mkdirSync(stage);
-  copyFileSync(join(ROOT, 'package.json'), join(stage, 'package.json'));
-  copyFileSync(join(ROOT, 'binding.gyp'), join(stage, 'binding.gyp'));
-  cpSync(join(ROOT, 'src'), join(stage, 'src'), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'));
-  const env = { ...baseEnv };
-  if (existsSync('/usr/include/node/node_api.h')) env.npm_config_nodedir = '/usr'; // offline headers
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip'],
-    { cwd: stage, env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 240_000 });
-  mkdirSync(join(PREBUILD, '..'), { recursive: true });
-  const tmp = `${PREBUILD}.${process.pid}.tmp`;
-  copyFileSync(join(stage, 'prebuilds', `${process.platform}-${process.arch}`, 'pidfd.node'), tmp);
-  renameSync(tmp, PREBUILD);
-  return 'built by this test';
-}
-
 /** An empty project with the tarball installed into it. */
 function consumerProject(tt: Test, name: string, tarball: string, extraArgs: string[]): string | undefined {
   const dir = join(work, name);
@@ -105,7 +83,7 @@ function consumerProject(tt: Test, name: string, tarball: string, extraArgs: str
     { cwd: dir, env: noCompilerEnv });
   if (!ok(tt, r, `npm install ${[...extraArgs, '<tarball>'].join(' ')} succeeds with no compiler on PATH`)) return undefined;
   const installed = join(dir, 'node_modules', 'pidfd');
-  tt.ok(existsSync(join(installed, 'prebuilds', 'linux-x64', 'pidfd.node')), 'the prebuild was installed');
+  tt.ok(existsSync(join(installed, ...PREBUILD_REL.split('/'))), 'the prebuild was installed');
   tt.notOk(existsSync(join(installed, 'build')), 'nothing was compiled: the package has no build/ directory');
   return dir;
 }
@@ -127,7 +105,7 @@ function runConsumer(tt: Test, project: string, script: string, env = noCompiler
   const r = run(process.execPath, [script], { cwd: project, env, timeout: 30_000 });
   if (!ok(tt, r, `${script.slice(project.length + 1)} runs`)) return undefined;
   const report = JSON.parse(r.stdout.trim().split('\n').pop() as string) as ConsumerReport;
-  const prebuild = realpathSync(join(project, 'node_modules', 'pidfd', 'prebuilds', 'linux-x64', 'pidfd.node'));
+  const prebuild = realpathSync(join(project, 'node_modules', 'pidfd', ...PREBUILD_REL.split('/')));
   tt.same(report.mapped, [prebuild], 'the one addon mapped into the process is the installed prebuild');
   if (report.gypPath !== undefined) {
     tt.equal(realpathSync(report.gypPath), prebuild, 'node-gyp-build resolves the package to its prebuild');
@@ -144,11 +122,22 @@ function runConsumer(tt: Test, project: string, script: string, env = noCompiler
 let tarball = '';
 const packed = new Set<string>();
 
-t.test('the prebuild exists for this platform', async (tt) => {
-  const how = ensurePrebuild();
-  tt.ok(existsSync(PREBUILD), `prebuilds/linux-x64/pidfd.node (${how})`);
-  const elf = readFileSync(PREBUILD);
-  tt.equal(elf.subarray(0, 4).toString('latin1'), '\x7fELF', 'it is an ELF shared object');
+t.test('the prebuilds exist for linux-x64 and linux-arm64', async (tt) => {
+  for (const arch of ['x64', 'arm64'] as const) {
+    if (!existsSync(prebuildPath(arch)) && arch !== process.arch && !whichTool('aarch64-linux-gnu-g++')) {
+      missingTool(tt, 'the arm64 cross compiler', 'apt-get install g++-aarch64-linux-gnu');
+      continue;
+    }
+    const why = ensurePrebuild(arch);
+    if (why) {
+      tt.fail(why);
+      continue;
+    }
+    const elf = readFileSync(prebuildPath(arch));
+    tt.equal(elf.subarray(0, 4).toString('latin1'), '\x7fELF', `prebuilds/linux-${arch}/pidfd.glibc.node is ELF`);
+    // e_machine: 62 x86-64, 183 AArch64.
+    tt.equal(elf.readUInt16LE(18), arch === 'x64' ? 62 : 183, `it is built for ${arch}`);
+  }
 });
 
 t.test('npm pack', async (tt) => {
@@ -162,7 +151,8 @@ t.test('npm pack', async (tt) => {
   tt.ok(existsSync(tarball), `wrote ${info.filename}`);
   for (const f of info.files) packed.add(f.path);
 
-  const must = ['package.json', 'binding.gyp', 'dist/index.js', 'types/index.d.ts', 'prebuilds/linux-x64/pidfd.node'];
+  const must = ['package.json', 'binding.gyp', 'scripts/install.js', 'dist/index.js', 'types/index.d.ts', PREBUILD_REL,
+    'prebuilds/linux-arm64/pidfd.glibc.node'];
   for (const f of must) tt.ok(packed.has(f), `the tarball contains ${f}`);
   // The source-build fallback (no prebuild for this system) needs every native source.
   const native = readdirSync(join(ROOT, 'src')).filter((f) => /\.(cc|h)$/.test(f));
@@ -176,8 +166,17 @@ t.test('npm pack', async (tt) => {
   const forbidden = [...packed].filter((f) =>
     /^(test|bench|build|node_modules|\.tap|\.ci|\.git)\//.test(f) || /^lib\/.*\.ts$/.test(f) || f.endsWith('.tgz'));
   tt.same(forbidden, [], 'no tests, benchmarks, build output, TypeScript sources or node_modules in the tarball');
-  const shipped = execFileSync('tar', ['-xOzf', tarball, 'package/prebuilds/linux-x64/pidfd.node'], { env: baseEnv });
+  const shipped = execFileSync('tar', ['-xOzf', tarball, `package/${PREBUILD_REL}`], { env: baseEnv });
   tt.ok(shipped.equals(readFileSync(PREBUILD)), 'the shipped prebuild is the one in prebuilds/');
+});
+
+t.test('the tarball passes the package checks (allow-list, publint, arethetypeswrong)', async (tt) => {
+  if (!tarball) return tt.fail('no tarball');
+  const r = run(process.execPath, [join(ROOT, 'scripts', 'check-package.mjs'), tarball], { cwd: ROOT, env: baseEnv });
+  ok(tt, r, 'scripts/check-package.mjs passes');
+  const size = /\d+ files, [\d.]+ KiB packed, [\d.]+ KiB unpacked/.exec(r.stdout);
+  tt.ok(size, `size reported: ${size?.[0]}`);
+  tt.match(r.stdout, /No problems found/, 'arethetypeswrong found no problems');
 });
 
 t.test('install with no compiler on PATH, use from CJS, ESM, .mts and .cts', async (tt) => {
@@ -193,7 +192,9 @@ t.test('install with no compiler on PATH, use from CJS, ESM, .mts and .cts', asy
   const esm = runConsumer(tt, project, join(project, 'pkg-esm.mjs'));
   if (cjs && esm) {
     tt.ok(cjs.exports!.includes('PidFd') && cjs.exports!.includes('capabilities'), 'CJS exports PidFd, capabilities');
-    tt.same(esm.exports, cjs.exports, 'ESM sees every name CommonJS exports');
+    // Node 23+ also puts the whole CommonJS module.exports object in the namespace, under the name 'module.exports'.
+    const named = esm.exports!.filter((n) => n !== 'module.exports');
+    tt.same(named, cjs.exports, 'ESM sees every name CommonJS exports');
   }
 
   // TypeScript consumers, type-checked (library files included) against the packed declarations.

@@ -9,13 +9,19 @@ const ROOT = join(__dirname, '..', '..');
 const LOCK = join(ROOT, 'build', '.dist-build-lock');
 
 /** undefined if every lib/*.ts has a dist/*.js at least as new, else what is stale. */
-export function staleDist(): string | undefined {
-  const lib = join(ROOT, 'lib');
-  for (const f of readdirSync(lib)) {
+export function staleDist(dir = ''): string | undefined {
+  const lib = join(ROOT, 'lib', dir);
+  for (const entry of readdirSync(lib, { withFileTypes: true })) {
+    const f = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      const stale = staleDist(f);
+      if (stale !== undefined) return stale;
+      continue;
+    }
     if (!f.endsWith('.ts') || f.endsWith('.d.ts')) continue;
     const js = join(ROOT, 'dist', f.replace(/\.ts$/, '.js'));
     if (!existsSync(js)) return `dist/${f.replace(/\.ts$/, '.js')} is missing`;
-    if (statSync(js).mtimeMs < statSync(join(lib, f)).mtimeMs) return `dist/ is older than lib/${f}`;
+    if (statSync(js).mtimeMs < statSync(join(ROOT, 'lib', f)).mtimeMs) return `dist/ is older than lib/${f}`;
   }
   return undefined;
 }

@@ -60,6 +60,29 @@ export function procState(pid: number): string | undefined {
   }
 }
 
+/** What `runNode` saw of the process. */
+export interface NodeRun {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node <args>` as a plain Node (`env -u NODE_OPTIONS` drops the test runner's hooks, which it re-adds to any
+ * env given to spawn and which every worker would load too), under `prefix` if given (e.g. a seccomp wrapper,
+ * `unshare`, `setpriv`). Resolves when its output is closed.
+ */
+export function runNode(args: string[], prefix: string[] = []): Promise<NodeRun> {
+  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...args];
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
 process.on('exit', () => {
   for (const c of live) {
     try {

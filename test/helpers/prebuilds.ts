@@ -1,0 +1,80 @@
+// The prebuilds the tarball ships, built on demand for tests (by scripts/prebuildify.mjs, one test process at a
+// time) when they are missing or older than the native sources. Tools the tests need but the project cannot
+// install itself (a cross compiler, qemu, an arm64 Node) are reported by `missingTool`: in CI a missing tool is a
+// failure, elsewhere the test is skipped with the command that installs it.
+import type { Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const ROOT = join(__dirname, '..', '..');
+const LOCK = join(ROOT, 'build', '.prebuildify-lock');
+
+export type Arch = 'x64' | 'arm64';
+
+export function prebuildPath(arch: Arch): string {
+  return join(ROOT, 'prebuilds', `linux-${arch}`, 'pidfd.glibc.node');
+}
+
+function newestSource(): number {
+  const files = [join(ROOT, 'binding.gyp'), ...readdirSync(join(ROOT, 'src')).map((f) => join(ROOT, 'src', f))];
+  return Math.max(...files.map((f) => statSync(f).mtimeMs));
+}
+
+function fresh(arch: Arch): boolean {
+  const p = prebuildPath(arch);
+  return existsSync(p) && statSync(p).mtimeMs >= newestSource();
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Makes the prebuild for `arch` current; returns undefined, or why it could not (with the build's output). */
+export function ensurePrebuild(arch: Arch): string | undefined {
+  if (fresh(arch)) return undefined;
+  mkdirSync(join(ROOT, 'build'), { recursive: true });
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(LOCK);
+      break;
+    } catch {
+      if (i === 3000) rmdirSync(LOCK); // a lock left by a crashed run (5 min)
+      sleep(100);
+      if (fresh(arch)) return undefined; // another test process built it meanwhile
+    }
+  }
+  try {
+    if (fresh(arch)) return undefined;
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'prebuildify.mjs'), '--arch', arch],
+      { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0 || !existsSync(prebuildPath(arch))) {
+      return `npm run prebuildify -- --arch ${arch} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`;
+    }
+    return undefined;
+  } finally {
+    rmdirSync(LOCK);
+  }
+}
+
+/** First executable called `name` on PATH, or undefined. */
+export function which(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const candidate = join(dir || '.', name);
+    try {
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A tool the test needs is missing: a failure in CI (where .ci/run installs it), a skip with the fix elsewhere.
+ * Returns nothing; the caller returns right after.
+ */
+export function missingTool(tt: Test, what: string, fix: string): void {
+  if (process.env.CI) tt.fail(`${what} is missing in CI (${fix})`);
+  else tt.skip(`${what} is missing: ${fix}`, () => {});
+}
