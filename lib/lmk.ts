@@ -112,6 +112,7 @@ export interface PressureStartEvent {
   psi: PressureEvent | undefined;
 }
 
+/** Emitted for each candidate the reclaim step advised. */
 export interface ReclaimEvent {
   episode: number;
   pid: number;
@@ -122,6 +123,7 @@ export interface ReclaimEvent {
   dryRun: boolean;
 }
 
+/** Emitted for each candidate asked to trim, once the deadline passed (or pressure ended). */
 export interface TrimEvent {
   episode: number;
   pid: number;
@@ -131,6 +133,7 @@ export interface TrimEvent {
   dryRun: boolean;
 }
 
+/** Emitted for each kill (or, with dryRun, each kill it would have made). */
 export interface KillEvent {
   episode: number;
   pid: number;
@@ -258,6 +261,7 @@ interface Listed {
  * lmk.start();
  */
 export class LowMemoryKiller extends EventEmitter {
+  /** The options it was created with. */
   readonly options: Readonly<LowMemoryKillerOptions>;
   #source: CandidateSource;
   #listed = new Map<number, Listed>();

@@ -167,9 +167,13 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   readonly fallbackReason: string | undefined;
   /** The pressure file watched. */
   readonly path: string;
+  /** The resource watched. */
   readonly resource: PressureResource;
+  /** `some` or `full`. */
   readonly kind: 'some' | 'full';
+  /** Stall in ms within `window` that makes an event. */
   readonly threshold: number;
+  /** The window in ms. */
   readonly window: number;
   /** Poll mode: the sampling interval in ms. */
   readonly interval: number;
