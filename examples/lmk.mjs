@@ -144,6 +144,12 @@ if (!dir) {
   say('\nno memory cgroup controller found: this demo needs one for its budget.');
   process.exit(0);
 }
+// Ctrl-C: the workers get the SIGINT too (same process group); remove the budget's cgroup once they are gone.
+process.once('SIGINT', async () => {
+  await sleep(300);
+  await removeBudget(dir);
+  process.exit(130);
+});
 try {
   const withRelease = await round(dir, true);
   const without = await round(dir, false);

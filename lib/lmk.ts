@@ -79,8 +79,11 @@ export interface LowMemoryKillerOptions {
   /** The trim step (off unless given): a signal to send and/or a callback to call for each candidate, then wait up
    *  to `deadline` ms (default 1000) for memory to come back. */
   trim?: {
+    /** Sent to each unprotected candidate through its pidfd. */
     signal?: NodeJS.Signals | number;
+    /** Called for each unprotected candidate; `signal` aborts at the deadline. */
     callback?: (c: Candidate, signal: AbortSignal) => void | Promise<void>;
+    /** ms to wait for memory to come back (default 1000). */
     deadline?: number;
   };
   /** ms to wait for a victim's death (default 5000) and then for its memory to come back (default 2000). */
@@ -278,6 +281,7 @@ export class LowMemoryKiller extends EventEmitter {
   #ref: boolean;
   #dryRun: boolean;
 
+  /** Validates the options (and that `memory.cgroup` is a memory cgroup); `start()` starts watching. */
   constructor(options: LowMemoryKillerOptions) {
     super();
     validateObject(options, 'options');

@@ -400,6 +400,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     this.emit('close');
   }
 
+  /** `using w = watchPressure(...)` closes it at the end of the scope. */
   [Symbol.dispose](): void {
     this.close();
   }
