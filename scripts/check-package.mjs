@@ -26,7 +26,7 @@ const ALLOWED = [
   /^binding\.gyp$/, // the source-build fallback
   /^src\/[\w-]+\.(cc|h)$/,
   /^scripts\/install\.js$/, // the install script (builds from source only where no prebuild fits)
-  /^bin\/[\w-]+\.js$/, // the `pidfd` command
+  /^bin\/pidfd\.js$/, // the `pidfd` command (package.json bin)
   /^dist\/[\w/-]+\.js$/,
   /^types\/[\w/-]+\.d\.ts$/,
   /^prebuilds\/linux-(x64|arm64)\/pidfd\.glibc\.node$/,

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole tap suite against an AddressSanitizer + UndefinedBehaviorSanitizer build of the addon:
+#   npm run test:sanitize [-- tap args, e.g. test/02-wait.ts]
+# Builds build/Release/pidfd.node with -Dsanitize=1, preloads the ASan runtime into every process the suite starts
+# (Node is not built with ASan, so the runtime must come first), runs tap, then rebuilds the normal addon.
+# Leak detection is on. Suppressions (scripts/lsan.supp) name only Node's and V8's own one-off allocations.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
+
+asan=$(${CXX:-g++} -print-file-name=libasan.so)
+if [ ! -e "$asan" ]; then
+  echo "test:sanitize: no libasan.so for ${CXX:-g++} (Debian/Ubuntu: apt-get install libasan8)" >&2
+  exit 1
+fi
+npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 || { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }
+
+# halt_on_error / abort_on_error: any finding kills the process with a report, which fails the test that ran it.
+# verify_asan_link_order=0: the runtime is preloaded into Node, which itself is not instrumented.
+LD_PRELOAD="$asan" \
+ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:verify_asan_link_order=0:detect_odr_violation=0" \
+LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
+UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+PIDFD_SANITIZED=1 \
+  npx tap "$@"
+rc=$?
+
+npx node-gyp rebuild >/dev/null 2>&1 || { echo "test:sanitize: rebuilding the normal addon failed" >&2; exit 1; }
+exit $rc
