@@ -47,15 +47,18 @@ t.test('memory() of a child that touched 256 MiB reports it; maps() lists the ma
   t.equal(after.rss >= after.anon + after.file - SLACK, true, 'rss covers anon + file');
 
   const maps = p.maps();
-  const m = maps.find((x) => x.start === address);
+  // The kernel may merge the new mapping with an adjacent one of the same kind (an allocator's, say): look for the
+  // mapping that contains it.
+  const m = maps.find((x) => x.start <= address && address < x.end);
   t.ok(m, 'the 256 MiB mapping is listed at the address the worker printed');
-  t.equal(m!.end - m!.start, BigInt(256 * MIB));
+  t.ok(m!.end >= address + BigInt(256 * MIB), 'and covers all of it');
   t.equal(m!.kind, 'anon');
   t.equal(m!.perms, 'rw-p');
   t.equal(m!.path, '');
   const kinds = new Set(maps.map((x) => x.kind));
   for (const k of ['anon', 'file', 'stack', 'special'] as const) t.ok(kinds.has(k), `a ${k} mapping is listed`);
-  const exe = maps.find((x) => x.kind === 'file' && x.path.endsWith('/mem-worker'));
+  // (" (deleted)": another test process rebuilt the fixture binary while this one ran)
+  const exe = maps.find((x) => x.kind === 'file' && /\/mem-worker( \(deleted\))?$/.test(x.path));
   t.ok(exe && exe.inode > 0, 'the executable is a file mapping with an inode');
   t.ok(maps.some((x) => x.path === '[vdso]' && x.kind === 'special'));
   // The maps are in address order, without overlaps

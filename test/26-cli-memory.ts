@@ -53,7 +53,9 @@ t.test('memory <pid>: human and --json; --maps; a missing pid is status 1', asyn
   t.equal(rec.comm, 'mem-worker');
   t.ok(rec.anon >= 64 * MiB, `anon ${rec.anon}`);
   const maps = cli('memory', String(w.pid), '--maps');
-  t.match(maps.stdout, /^ {2}[0-9a-f]{12}-[0-9a-f]{12} +64\.0 MiB rw-p anon +$/m, 'the 64 MiB mapping is listed');
+  // (at least 64 MiB: the kernel may merge it with an adjacent anonymous mapping)
+  const sizes = [...maps.stdout.matchAll(/^ {2}[0-9a-f]{12}-[0-9a-f]{12} +(\d+\.\d) MiB rw-p anon +$/gm)].map((x) => Number(x[1]));
+  t.ok(sizes.some((x) => x >= 64), `the 64 MiB mapping is listed (${sizes.join(', ')} MiB)`);
   const [withMaps] = json(cli('memory', String(w.pid), '--maps', '--json').stdout);
   t.ok(withMaps.maps.some((m: any) => m.kind === 'special' && typeof m.start === 'string'), 'addresses are strings in JSON');
   const gone = cli('memory', '4194304');
