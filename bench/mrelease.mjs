@@ -2,7 +2,8 @@
 // "Freed" is read from the victim's own memory cgroup (v1 memory.usage_in_bytes): the system-wide MemAvailable
 // lags, because freed pages sit on per-CPU lists first.
 //
-//   node bench/mrelease.mjs [MiB] [trials-per-side]      prints one JSON document on stdout
+//   node bench/mrelease.mjs [MiB] [trials-per-side] [scenarios]   prints one JSON document on stdout
+//                                  scenarios: comma-separated, default idle,busy,starved
 //
 // Each victim (bench/helper.c hog) is moved into a fresh cgroup before it touches its memory, so the cgroup's
 // usage is the victim's memory alone. Trials alternate ABBA between the two sides. The usage is read every ~50 µs,
@@ -14,14 +15,22 @@
 //   busy  the victim's CPU is shared with 3 busy processes (pinned there), as on a loaded machine: its own exit
 //         gets a quarter of a CPU, while release() frees the memory from the caller's CPU (this process is kept
 //         on another CPU for the scenario)
+//   starved  as busy, and the victim runs at nice 19: its exit gets almost no CPU at all (the case
+//         process_mrelease exists for: a victim that cannot run cannot free its own memory)
+//
+// Memory: one victim at a time, and a trial waits until MemAvailable has room for the victim plus 4 GiB to spare
+// (other people use this machine too).
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, constants as osConstants } from 'node:os';
+import { availableParallelism, constants as osConstants, setPriority } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, loadPackage, now, sleep } from './lib.mjs';
 
 const MIB = Number(process.argv[2] ?? 2048);
 const TRIALS = Number(process.argv[3] ?? 6);
+const SCENARIOS = (process.argv[4] ?? 'idle,busy,starved').split(',');
+const SPARE = 4 * 2 ** 30;
 const CG_ROOT = '/sys/fs/cgroup/memory';
 const SIGKILL = osConstants.signals.SIGKILL;
 const FREED = 0.01; // "freed": usage at or below 1% of what it was before the kill
@@ -60,7 +69,20 @@ function started(child) {
   });
 }
 
-async function trial(withRelease, busyCpu) {
+function memAvailable() {
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) * 1024;
+}
+
+async function roomFor(bytes) {
+  for (let i = 0; i < 120 && memAvailable() < bytes + SPARE; i++) {
+    if (i === 0) process.stderr.write(`  mrelease: waiting for ${((bytes + SPARE) / 2 ** 30).toFixed(1)} GiB available\n`);
+    await sleep(1000);
+  }
+  if (memAvailable() < bytes + SPARE) throw new Error('not enough memory available for the victim: not running it');
+}
+
+async function trial(withRelease, busyCpu, nice) {
+  await roomFor(MIB * 2 ** 20);
   const args = ['hog', String(MIB), ...(busyCpu === undefined ? [] : [String(busyCpu)])];
   const child = spawn(helper, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -68,6 +90,7 @@ async function trial(withRelease, busyCpu) {
   try {
     await started(child);
     writeFileSync(join(cg, 'cgroup.procs'), String(child.pid));
+    if (nice) setPriority(child.pid, 19);
     const ready = new Promise((resolve, reject) => {
       child.stdout.once('data', resolve);
       child.once('exit', () => reject(new Error('hog died before it was ready')));
@@ -143,15 +166,19 @@ function side(trials, withRelease) {
 
 const scenarios = {};
 try {
-  const plan = [['idle', undefined]];
-  if (availableParallelism() >= 2) plan.push(['busy', availableParallelism() - 1]);
-  for (const [name, busyCpu] of plan) {
+  const plan = [];
+  if (SCENARIOS.includes('idle')) plan.push(['idle', undefined, false]);
+  if (availableParallelism() >= 2) {
+    if (SCENARIOS.includes('busy')) plan.push(['busy', availableParallelism() - 1, false]);
+    if (SCENARIOS.includes('starved')) plan.push(['starved', availableParallelism() - 1, true]);
+  }
+  for (const [name, busyCpu, nice] of plan) {
     const trials = [];
     if (busyCpu !== undefined) execFileSync(helper, ['pin', String(process.pid), '0']);
     // ABBA ABBA ...: linear drift cancels out between the two sides
     for (let i = 0; i < TRIALS * 2; i++) {
       const withRelease = i % 4 === 1 || i % 4 === 2;
-      const r = await trial(withRelease, busyCpu);
+      const r = await trial(withRelease, busyCpu, nice);
       process.stderr.write(
         `  mrelease ${name}: ${withRelease ? `with release (${r.released})` : 'kill only'}: ` +
           `${(r.beforeBytes / 2 ** 20).toFixed(0)} MiB freed in ${(ms(r.freedNs) ?? NaN).toFixed(1)} ms\n`,
@@ -159,7 +186,7 @@ try {
       trials.push(r);
     }
     if (busyCpu !== undefined) execFileSync(helper, ['pin', String(process.pid), '-1']);
-    scenarios[name] = { busyCpu: busyCpu ?? null, without: side(trials, false), with: side(trials, true), trials };
+    scenarios[name] = { busyCpu: busyCpu ?? null, nice: nice ? 19 : 0, without: side(trials, false), with: side(trials, true), trials };
   }
 } finally {
   for (let i = 0; i < 50; i++) {

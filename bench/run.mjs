@@ -6,23 +6,26 @@
 // Parts (each also runs alone, see the file):
 //   latency.mjs   SIGKILL → notification: C floor, waitExit, child_process 'exit', 10 ms kill(pid, 0) polling
 //   idle.mjs      CPU time while 2,000 live processes are watched for 10 s: waitExit against a 10 ms poll
-//   mrelease.mjs  SIGKILL → memory freed for a 2 GiB process, with and without pidfd.release()
 //   terminate.mjs terminate() of 2 × 200 processes against tree-kill + pm2-style polling
 //   killtree.mjs  killTree() against the tree-kill package on 500-process trees (toolkit-report.mjs renders both)
+//   mrelease.mjs  SIGKILL → memory freed for 1, 4 and 8 GiB processes, with and without pidfd.release(), idle,
+//                 busy and starved (memory-report.mjs)
+//   lmk.mjs       the low-memory killer: pressure onset → kill decision, PSI trigger against polling
+//
+//   node bench/run.mjs --only memory    just the memory parts; replaces their sections of RESULTS.md in place
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { BENCH, compile, LineProc, loadPackage, ROOT, runScript } from './lib.mjs';
 import { runToolkit, toolkitSection } from './toolkit-report.mjs';
+import { memorySections, runMemoryParts, spliceSections } from './memory-report.mjs';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 60 : 500;
 const WATCHED = 2000;
 const IDLE_S = quick ? 2 : 10;
 const IDLE_PASSES = quick ? 1 : 2;
-const HOG_MIB = quick ? 512 : 2048;
-const HOG_TRIALS = quick ? 2 : 6;
 const TARGET_RATIO = 1.15;
 
 if (process.platform !== 'linux') {
@@ -35,6 +38,20 @@ compile('helper');
 
 const started = new Date();
 const log = (s) => process.stderr.write(`${s}\n`);
+
+if (process.argv.includes('--only')) {
+  const only = process.argv[process.argv.indexOf('--only') + 1];
+  if (only !== 'memory') {
+    console.error('--only takes: memory');
+    process.exit(2);
+  }
+  const mem = await runMemoryParts(quick, log);
+  const section = memorySections(mem);
+  process.stdout.write(`${section.join('\n')}\n`);
+  if (!quick) spliceSections(section);
+  writeFileSync(join(BENCH, quick ? 'results-memory-quick.json' : 'results-memory.json'), `${JSON.stringify({ date: started.toISOString(), ...mem }, null, 1)}\n`);
+  process.exit(0);
+}
 
 log(`latency: ${ROUNDS} processes per mechanism, interleaved ...`);
 const latency = await runScript('latency.mjs', [String(ROUNDS)]);
@@ -60,8 +77,7 @@ const idle = { baseline: [], waitExit: [], poll: [] };
   }
 }
 
-log(`memory: ${HOG_MIB} MiB victims, ${HOG_TRIALS} trials with and without release() ...`);
-const memory = await runScript('mrelease.mjs', [String(HOG_MIB), String(HOG_TRIALS)]);
+const memory = await runMemoryParts(quick, log);
 
 const toolkit = await runToolkit(quick, log);
 
@@ -138,49 +154,6 @@ const idleTable = [
   ...idleRows.map((r) => `| ${r.label} | ${r.watched} | ${fmt(r.cpuMs)} | ${fmt(r.pct, 2)} | ${fmt(r.steady, 2)} |`),
 ];
 
-let memoryTable;
-const SCENARIO_LABEL = {
-  idle: 'machine otherwise idle',
-  busy: `victim's CPU shared with ${memory.spinners} busy processes`,
-};
-if (memory.skipped) {
-  memoryTable = [`(skipped: ${memory.skipped})`];
-} else {
-  const m = (x) => fmt(x, 1);
-  memoryTable = [
-    `| SIGKILL of a ${memory.mib} MiB process | | trials | freed ms (≤ ${memory.freedThreshold * 100}% left), median | half freed ms | release() call ms | release() returned true |`,
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
-  ];
-  for (const [name, sc] of Object.entries(memory.scenarios)) {
-    memoryTable.push(
-      `| ${SCENARIO_LABEL[name] ?? name} | kill only | ${sc.without.trials} | ${m(sc.without.freedMs)} | ${m(sc.without.halfMs)} | | |`,
-      `| | kill, then \`release()\` | ${sc.with.trials} | ${m(sc.with.freedMs)} | ${m(sc.with.halfMs)} | ${m(sc.with.releaseCallMs)} | ${sc.with.releasedTrue} of ${sc.with.trials} |`,
-    );
-  }
-}
-
-const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
-const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
-const pkgVersion = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const machine = `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-
-const verdict = [
-  `- waitExit (child) p50 is ${fmt(p50Ratio, 2)}× the floor (target ≤ ${TARGET_RATIO}×): **${targetFloor ? 'met' : 'not met'}**.`,
-  `- waitExit (child) against Node's own 'exit' event, measured on separate children: p50 ${fmt(wc.p50)} vs ${fmt(ex.p50)} µs, ` +
-    `p99 ${fmt(wc.p99)} vs ${fmt(ex.p99)} µs: **${notSlowerP50 && notSlowerP99 ? 'not slower' : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower'}**. ` +
-    `Armed on the same child, waitExit came first in ${raceFirst} of ${latency.rounds}.`,
-  `- Non-children: waitExit resolves at p50 ${fmt(wn.p50)} µs against ${fmt(pl.p50)} µs for the 10 ms poll ` +
-    `(${fmt(pl.p50 / wn.p50, 0)}× sooner), at ${fmt(S['floor.reaped'] ? wn.p50 / S['floor.reaped'].p50 : NaN, 2)}× the floor for a reaped process.`,
-];
-if (wake) {
-  const before = wake.p50 - fc.p50;
-  const after = wc.p50 - wake.p50;
-  verdict.push(
-    `- Where the child path's ${fmt(wc.p50 - fc.p50)} µs over the floor go (p50s): ${fmt(before)} µs before the package's first ` +
-      `JS runs (the loop wake-up, libuv's SIGCHLD handler, libuv dispatch, the N-API callback entry; the watcher alone is ` +
-      `already ${fmt(wake.p50 / fc.p50, 2)}× the floor), and ${fmt(after)} µs from that first JS to the resolved promise.`,
-  );
-}
 const idleW = idleRows[1];
 const idleP = idleRows[2];
 const idleB = idleRows[0];
@@ -197,17 +170,6 @@ verdict.push(
           : '.')
       : '.'),
 );
-if (!memory.skipped) {
-  const { idle: mi, busy: mb } = memory.scenarios;
-  let text = `- Memory (${memory.mib} MiB): on an otherwise idle machine, freed ${fmt(mi.without.freedMs)} ms after SIGKILL without ` +
-    `release() and ${fmt(mi.with.freedMs)} ms with it (release() reached the memory before the victim detached it in ` +
-    `${mi.with.releasedTrue} of ${mi.with.trials}; otherwise it returns false and the victim frees it itself).`;
-  if (mb) {
-    text += ` With the victim's CPU busy: ${fmt(mb.without.freedMs)} ms without, ${fmt(mb.with.freedMs)} ms with release() ` +
-      `(${fmt(mb.without.freedMs / mb.with.freedMs, 1)}× sooner).`;
-  }
-  verdict.push(text);
-}
 
 const lines = [
   '# Benchmark results',
@@ -233,9 +195,7 @@ const lines = [
   '',
   ...idleTable,
   '',
-  '## Memory back after SIGKILL (the victim\'s own memory cgroup usage)',
-  '',
-  ...memoryTable,
+  ...memorySections(memory),
   '',
   '## Verdict',
   '',
@@ -255,9 +215,6 @@ const lines = [
     'what any JS-level work has to start from. `node bench/profile.mjs` prints the step-by-step timeline of waitExit.',
   `- Idle CPU: one fresh Node process per measurement, ${WATCHED} victims, 1 s to settle, then process.cpuUsage() ` +
     'over the window in 1 s slices.',
-  '- Memory: each victim touches its memory inside a fresh cgroup v1 memory cgroup; the cgroup\'s ' +
-    'memory.usage_in_bytes is read every ~50 µs after the kill (sleeping in between, so the reader does not take CPU ' +
-    'from the exiting victim). "Busy" pins the victim and 3 busy processes to one CPU and this process to another.',
   '',
 ];
 const report = lines.join('\n');

@@ -1,5 +1,5 @@
 // `npm start`: a tour of the library on real processes, with the timings it saw.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { PidFd, capabilities } from '../dist/index.js';
@@ -101,6 +101,18 @@ line('6. Many at once: 200 processes, 1,000 waits, one native watcher, no timers
   const infos = await Promise.all(waits);
   line(`   ${infos.length} waits resolved, all SIGKILL: ${infos.every((i) => i.signal === 'SIGKILL')}, in ${ms(t0)}`);
   for (const p of fds) p.close();
+}
+// The toolkit and the low-memory killer have demos of their own; they run here in turn, each as its own process
+// (each starts and cleans up real processes, and the killer builds a memory cgroup of its own).
+for (const [title, file] of [
+  ['7. A supervisor: terminate, killTree, ExitWatcher, identity (examples/supervisor.mjs)', 'supervisor.mjs'],
+  ['8. The low-memory killer under a memory budget, with and without release() (examples/lmk.mjs)', 'lmk.mjs'],
+]) {
+  line();
+  line(`${title}`);
+  line('-'.repeat(title.length));
+  const r = spawnSync(process.execPath, [new URL(file, import.meta.url).pathname], { stdio: 'inherit' });
+  if (r.status !== 0) line(`   (${file} ended with ${r.status ?? r.signal})`);
 }
 line();
 line('Done. `npm test` runs the test suite; `npm run bench` measures latency against the kernel floor.');

@@ -51,6 +51,13 @@ export interface Native {
   watch(fd: number, events: number, token: number): number;
   unwatch(fd: number): number;
   watcherRef(ref: boolean): void;
+  /** One libuv poll on `fd` (uv events: UV_READABLE, UV_PRIORITIZED ...) → id > 0 | -errno. The poll owns the fd
+   *  from then on and closes it in pollStop. `onEvent(status, events)`: status < 0 when libuv reports an error. */
+  pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void): number;
+  pollStop(id: number): number;
+  pollRef(id: number, ref: boolean): number;
+  /** mlock2 on each [address, length] pair → ranges locked | -errno of the first failure. */
+  mlock(ranges: BigUint64Array, flags: number): number;
 }
 
 function unsupportedPlatform(): never {
@@ -109,7 +116,7 @@ function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
     for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
-      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef']) {
+      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
       stub[name] = unsupportedPlatform;
     }
     return { native: stub as unknown as Native, supported: false };

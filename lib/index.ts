@@ -13,10 +13,21 @@ import { C } from './binding';
 export { PidFd } from './pidfd';
 export type { OpenOptions, KillOptions, WaitOptions, PidFdInfo } from './pidfd';
 export type { ExitInfo, ExitStatus } from './exit';
-export type { Advice, MemoryRange } from './memory';
+export type { Advice, MemoryRange } from './madvise';
 export { capabilities, FEATURES } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { SystemError, CodedError, PidfdErrorCode } from './errors';
+// Memory view, reclaim, pressure and the low-memory killer (issue 4).
+export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } from './memory';
+export { readPressure, watchPressure, PressureWatcher } from './pressure';
+export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
+export type {
+  Candidate, CandidateSource, KillerPsiOptions, LockResult, LowMemoryKillerOptions, MemoryHeadroom, PressureStartEvent,
+  ReclaimEvent, TrimEvent, KillEvent,
+} from './lmk';
+export type {
+  Pressure, PressureLine, PressureResource, PressureEvent, ReadPressureOptions, WatchPressureOptions,
+} from './pressure';
 
 // Process-manager toolkit: terminate with escalation, race-free tree kill, exit watching.
 export { terminate } from './terminate';

@@ -4,7 +4,8 @@ import { callError, capabilities, requireCapability } from './capabilities';
 import { abortReason, closedError, codedError, E, timeoutError } from './errors';
 import { decodeWaitStatus, ExitInfo, exitFrom, ExitStatus, readExit } from './exit';
 import { adoptWith, formatIdentity, idSource, readId } from './identity';
-import { adviseRanges, Advice, MemoryRange } from './memory';
+import { adviseRanges, Advice, MemoryRange } from './madvise';
+import { Mapping, MemoryInfo, readMaps, readMemory, reclaim as reclaimMemory, ReclaimOptions, ReclaimResult } from './memory';
 import { toSignalNumber } from './signals';
 import {
   invalidType, invalidValue, validateAbortSignal, validateBoolean, validateInteger, validateObject, validateTimeout,
@@ -431,6 +432,42 @@ export class PidFd {
    */
   madvise(advice: Advice, ranges: MemoryRange[]): number {
     return adviseRanges(this.#live(), advice, ranges);
+  }
+
+  /**
+   * The process's memory in bytes, from /proc/<pid>/smaps_rollup (falling back to status, then statm), read
+   * through this pidfd: throws `ESRCH` once the process has exited, never data of a process that inherited the pid.
+   * See `MemoryInfo` for how each field is derived.
+   *
+   * @example
+   * const { rss, pss, anon, file } = p.memory();
+   */
+  memory(): MemoryInfo {
+    return readMemory(this);
+  }
+
+  /**
+   * The process's mappings (/proc/<pid>/maps), read through this pidfd: throws `ESRCH` once the process has exited
+   * (a zombie's maps read back empty; that is never returned as "no mappings").
+   *
+   * @example
+   * const anon = p.maps().filter((m) => m.kind === 'anon');
+   */
+  maps(): Mapping[] {
+    return readMaps(this);
+  }
+
+  /**
+   * Advises the kernel to reclaim (`pageout`, default) or deactivate (`cold`) the process's memory: the ranges
+   * come from `maps()` (all but the special mappings), sent with process_madvise(2) in batches. Reports what it
+   * advised, the RSS before and after, and whether the mappings changed under it. Without swap only file-backed
+   * pages can leave memory.
+   *
+   * @example
+   * const { advised, rssBefore, rssAfter } = p.reclaim({ advice: 'pageout', kinds: ['file'] });
+   */
+  reclaim(options?: ReclaimOptions): ReclaimResult {
+    return reclaimMemory(this, options);
   }
 
   /**

@@ -87,6 +87,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", constants);
   InitCalls(env, exports);
   InitWatcher(env, exports);
+  InitPoll(env, exports);
+  InitMlock(env, exports);
   return exports;
 }
 

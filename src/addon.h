@@ -3,11 +3,13 @@
 #pragma once
 
 #include <napi.h>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace pidfd {
 
 class Watcher;
+struct Poller;
 
 struct State {
   // Every fd this environment handed out and has not closed yet. close() only closes numbers found here, so a
@@ -16,6 +18,9 @@ struct State {
   std::unordered_set<int> owned;
   Watcher* watcher = nullptr;
   napi_async_cleanup_hook_handle cleanup = nullptr;
+  // Per-fd polls (pollfd.cc), by id; each closes itself at teardown through its own cleanup hook.
+  std::unordered_map<int32_t, Poller*> pollers;
+  int32_t nextPoller = 1;
 };
 
 inline State* GetState(Napi::Env env) { return env.GetInstanceData<State>(); }
@@ -28,6 +33,8 @@ int32_t Int32Arg(const Napi::CallbackInfo& info, size_t i);
 
 void InitCalls(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
+void InitPoll(Napi::Env env, Napi::Object exports);
+void InitMlock(Napi::Env env, Napi::Object exports);
 // Closes the watcher's libuv handle; `done` runs once libuv has released it (see the cleanup hook in addon.cc).
 void CloseWatcher(Watcher* w, napi_async_cleanup_hook_handle hook);
 
