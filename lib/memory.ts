@@ -125,8 +125,26 @@ export function readProc(p: ProcessHandle, file: string): string {
     if (code === 'ENOENT' || code === 'ESRCH') throw gone(p.pid, file);
     throw err;
   }
-  if (p.exited) throw gone(p.pid, file);
+  if (p.exited || exiting(p.pid)) throw gone(p.pid, file);
   return text;
+}
+
+// PF_EXITING (include/linux/sched.h): set at the start of do_exit(), before exit_mm() drops the memory map and long
+// before the pidfd reports the exit (exit_notify()). In between, maps and smaps_rollup read back empty or cut short
+// (a read that spans exit_mm() stops where the map went away) while the pidfd still says "alive": found by
+// test/54-exit-races.ts. So a read counts only if the process had not begun exiting when it ended.
+const PF_EXITING = 0x4;
+
+function exiting(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return true;
+  }
+  // Fields after the command (which may hold spaces and parentheses): state is the 3rd field, flags the 9th.
+  const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
+  return (flags & PF_EXITING) !== 0;
 }
 
 /** `Name:   123 kB` fields of smaps_rollup / status, in bytes. */

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
-import { PidFd } from '../lib/index';
+import { killTree, PidFd, terminate } from '../lib/index';
 import { Lines } from './helpers/lines';
 import { exited, fixture, track } from './helpers/procs';
 
@@ -32,6 +32,20 @@ const CALLS: Record<string, { call: Call; values: (v: unknown) => boolean; codes
     codes: ['ESRCH', 'EBADF'],
   },
   exited: { call: (p) => p.exited, values: (v) => typeof v === 'boolean', codes: [] },
+  // /proc read through the pidfd, re-checked after reading: ESRCH once the process has exited, never stale data.
+  'memory()': { call: (p) => p.memory(), values: (v) => (v as { rss: number }).rss >= 16 << 20, codes: ['ESRCH'] },
+  // The target maps 16 MiB in one piece: a list without it was read from a map being torn down.
+  'maps()': {
+    call: (p, r) => p.maps().some((m) => m.start === r.address),
+    values: (v) => v === true,
+    codes: ['ESRCH'],
+  },
+  "reclaim('cold')": {
+    call: (p) => p.reclaim({ advice: 'cold' }),
+    values: (v) => typeof v === 'object' && v !== null,
+    codes: ['ESRCH'],
+  },
+  id: { call: (p) => p.id, values: (v) => typeof v === 'bigint', codes: ['ESRCH'] },
 };
 
 t.test(`${ROUNDS} targets die while every call is made on them in a loop`, async (t) => {
@@ -69,4 +83,29 @@ t.test(`${ROUNDS} targets die while every call is made on them in a loop`, async
   }
   t.same(unexpected, [], 'every outcome is a value or a documented error');
   for (const [name, outcomes] of Object.entries(seen)) t.comment(`${name}: ${JSON.stringify(outcomes)}`);
+});
+
+t.test(`terminate and killTree on ${ROUNDS / 2} targets each that exit by themselves meanwhile`, async (t) => {
+  const bin = fixture('race-exit');
+  const outcomes: Record<string, number> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    const child = track(spawn(bin, ['1', String(Math.floor(Math.random() * 3000))], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    await new Lines(child.stdout!).waitFor((l) => /^[0-9a-f]+ \d+$/.test(l), 'address');
+    const useTree = round % 2 === 1;
+    child.stdin!.end('g');
+    // Ignore SIGTERM is not what this tests: the target may get the signal or exit first; both must resolve.
+    const run = useTree ? killTree(child.pid!, { timeout: 50 }) : terminate(child, { timeout: 50 });
+    let outcome: string;
+    try {
+      const r = await run;
+      outcome = `${useTree ? 'killTree' : 'terminate'} resolved`;
+      const exit = useTree ? (r as Awaited<ReturnType<typeof killTree>>).processes[0]?.exit : (r as Awaited<ReturnType<typeof terminate>>).exit;
+      if (exit && exit.code !== 7 && exit.signal === null) t.fail(`round ${round}: ${JSON.stringify(exit)}`);
+    } catch (err) {
+      outcome = `${useTree ? 'killTree' : 'terminate'} rejected ${(err as { code?: string }).code}: ${(err as Error).message}`;
+    }
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    await exited(child);
+  }
+  t.same(Object.keys(outcomes).sort(), ['killTree resolved', 'terminate resolved'], JSON.stringify(outcomes));
 });
