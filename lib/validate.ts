@@ -49,7 +49,9 @@ export function validateInteger(value: unknown, name: string, min: number, max: 
 }
 
 export function validateObject(value: unknown, name: string): void {
-  if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+  // Arrays and typed arrays are objects too, but their methods (filter, ...) would be taken for options: found by
+  // the fuzz suite (reclaim(new Uint8Array(4)) called Uint8Array.prototype.filter as the mapping filter).
+  if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value))) {
     throw invalidType(name, 'of type object', value);
   }
 }
