@@ -391,11 +391,11 @@ class Tree {
     }
     // 2. The polite signal to every member while stopped, then continue them so they can act on it.
     const immediate = o.signal === SIGKILL;
-    if (immediate && cgroup !== undefined) cgroupKilled = killCgroup(cgroup);
     for (const m of this.targets()) {
       m.send(o.signal);
       if (immediate) this.releaseOne(m, o.release);
     }
+    if (immediate && cgroup !== undefined) cgroupKilled = killCgroup(cgroup);
     if (immediate) for (const m of this.members) m.stopped = false; // SIGKILL needs no continue
     this.continueAll();
     // 3. Grace period, walking on: a child forked now (by a signal handler, say) gets the signal too.
@@ -411,7 +411,6 @@ class Tree {
       }
       // 4. Escalate: stop and walk again (handlers may have forked), then the kill signal to everyone left.
       this.freeze();
-      if (cgroup !== undefined) cgroupKilled = killCgroup(cgroup) || cgroupKilled;
       const killSignal = o.killSignal;
       const kill = (m: Member): void => {
         if (m.send(killSignal)) {
@@ -421,6 +420,9 @@ class Tree {
         }
       };
       for (const m of this.targets()) kill(m);
+      // Then the cgroup, for whatever the walks could not see (after the members, so each one's entry says it
+      // needed the kill signal).
+      if (cgroup !== undefined) cgroupKilled = killCgroup(cgroup) || cgroupKilled;
       if (killSignal === SIGKILL) for (const m of this.members) m.stopped = false;
       this.continueAll();
       allGone = await this.watch(o.killTimeout, kill);

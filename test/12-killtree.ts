@@ -83,10 +83,13 @@ async function checkAllDead(t: Tap.Test, h: Harness, r: KillTreeResult, what: st
   const missed = born.filter((b) => !got.has(b.pid));
   t.same(missed, [], `${what}: every one of them is in the result`);
   t.same(h.signals(), [], `${what}: the harness (the root's parent, outside the tree) received no signal`);
-  for (const m of r.processes) {
-    if (m.exit.code === null && m.exit.signal === null) continue; // source 'none': never guessed
-    t.ok(m.exit.signal !== null || m.exit.code !== null, 'an exit status');
-  }
+}
+
+/** Whether a member died of `sig` as far as the kernel can tell: its status comes from PIDFD_INFO_EXIT once its
+ *  parent (the harness) reaps it, and is unknown (source 'none', never guessed) if that took longer than the reap
+ *  grace, which happens on a heavily loaded machine. checkAllDead checks the deaths themselves. */
+function diedOf(exit: { signal: string | null; source: string }, sig: string): boolean {
+  return exit.signal === sig || (exit.source === 'none' && exit.signal === null);
 }
 
 declare namespace Tap {
@@ -134,11 +137,11 @@ t.test('a member that ignores SIGTERM is escalated; the others are not', async (
   const escalated = r.processes.filter((m) => m.escalated);
   t.equal(escalated.length, 1, 'exactly one member needed SIGKILL');
   const m = escalated[0];
-  t.equal(m.exit.signal, 'SIGKILL');
+  t.ok(diedOf(m.exit, 'SIGKILL'), `died of SIGKILL: ${JSON.stringify(m.exit)}`);
   t.match(born.find((b) => b.pid === m.pid), { level: 1, ppid: h.rootPid }, 'the level-1 member that ignores SIGTERM');
   t.same(m.signals.slice(0, 3), ['SIGSTOP', 'SIGTERM', 'SIGCONT']);
   t.ok(m.signals.includes('SIGKILL'));
-  for (const o of r.processes.filter((x) => !x.escalated)) t.equal(o.exit.signal, 'SIGTERM', `${o.pid} died of SIGTERM`);
+  for (const o of r.processes.filter((x) => !x.escalated)) t.ok(diedOf(o.exit, 'SIGTERM'), `${o.pid} died of SIGTERM`);
   await checkAllDead(t, h, r, 'stubborn member');
   await h.end();
 });
@@ -168,7 +171,8 @@ t.test('a root that dies during the kill: its re-parented children are still hel
   await h.waitBorn(4);
   const r = await killTree(h.rootPid, { timeout: 600 });
   const root = r.processes[0];
-  t.same(root.exit, { pid: h.rootPid, code: 0, signal: null, source: 'pidfd-info' }, 'the root exited 0 by itself');
+  t.ok(root.exit.code === 0 || root.exit.source === 'none', `the root exited 0 by itself: ${JSON.stringify(root.exit)}`);
+  t.notOk(root.signals.includes('SIGKILL'));
   t.equal(root.escalated, false);
   t.ok(r.processes.filter((m) => m.escalated).length >= 4, 'its children (re-parented) were escalated anyway');
   await checkAllDead(t, h, r, 'dying root');
@@ -213,7 +217,7 @@ t.test('signal SIGKILL: no grace, memory released, everything dead', async (t) =
   t.teardown(() => h.child.kill('SIGKILL'));
   await h.waitBorn(13);
   const r = await killTree(h.rootPid, { signal: 'SIGKILL' });
-  t.ok(r.processes.every((m) => m.exit.signal === 'SIGKILL'));
+  t.ok(r.processes.every((m) => diedOf(m.exit, 'SIGKILL')));
   t.ok(r.processes.every((m) => m.signals.join() === 'SIGSTOP,SIGKILL'), 'stopped, then killed; no continue needed');
   await checkAllDead(t, h, r, 'SIGKILL');
   await h.end();
@@ -251,7 +255,8 @@ t.test('cgroup: a child re-parented before any walk could see it is still found 
     const m = r.processes.find((x) => x.pid === b.pid);
     t.ok(m, `${b.pid} is in the result`);
     t.equal(m?.parent, null, 'found through the cgroup, not under a parent');
-    t.equal(m?.exit.signal, 'SIGKILL');
+    t.equal(m?.escalated, true);
+    t.ok(m && diedOf(m.exit, 'SIGKILL'), 'died of SIGKILL');
   }
   t.match(readFileSync(`${dir}/cgroup.events`, 'utf8'), /populated 0/, 'the cgroup is empty');
   await checkAllDead(t, h, r, 'cgroup');

@@ -119,6 +119,7 @@ if (!memoryV1Root()) {
       else t.same(asked.sort(), [first.pid, other.pid].sort(), 'the callback was asked about each candidate');
       const trims = log.filter((x) => x.type === 'trim').map((x) => x.e as TrimEvent);
       const mine = trims.find((e) => e.pid === first.pid);
+      t.comment(JSON.stringify({ first: first.pid, other: other.pid, asked, log: log.map((x) => [x.type, x.e.pid, x.e.freed]) }));
       t.ok(mine && mine.freed >= 190 * MiB, `trim event: ${((mine?.freed ?? 0) / MiB).toFixed(0)} MiB freed`);
       t.same(log.filter((x) => x.type === 'kill'), [], 'no kill');
       t.ok(alive(first) && alive(other), 'both live');
