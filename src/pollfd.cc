@@ -87,10 +87,26 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) throw Napi::Error::New(env, "pidfd: no event loop");
   State* st = GetState(env);
+  // JS-side allocations first: in a worker being terminated any of them can throw, and a throw after the handle is
+  // initialized would leave it open in the loop (Node aborts on "uv_loop_close() while having open handles").
+  Napi::String name = Napi::String::New(env, "pidfd:poll");
   Poller* p = new Poller();
   p->env = env;
+  if (napi_create_reference(env, info[2], 1, &p->callback) != napi_ok ||
+      napi_async_init(env, nullptr, name, &p->context) != napi_ok) {
+    if (p->callback) napi_delete_reference(env, p->callback);
+    delete p;
+    throw Napi::Error::New(env, "pidfd native: could not start the poll");
+  }
+  auto undo = [&]() {
+    napi_delete_reference(env, p->callback);
+    napi_async_destroy(env, p->context);
+    p->callback = nullptr;
+    p->context = nullptr;
+  };
   int r = uv_poll_init(loop, &p->handle, fd);
   if (r < 0) {
+    undo();
     delete p;
     return Result(env, r);  // libuv errors are -errno
   }
@@ -98,6 +114,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   r = uv_poll_start(&p->handle, events, OnPoll);
   if (r < 0) {
     // The handle is initialized: it must be closed through libuv, but the fd stays the caller's.
+    undo();
     p->closing = true;
     uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) { delete static_cast<Poller*>(h->data); });
     return Result(env, r);
@@ -105,8 +122,6 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   p->fd = fd;
   p->id = st->nextPoller;
   st->nextPoller = st->nextPoller == 0x7fffffff ? 1 : st->nextPoller + 1;
-  napi_create_reference(env, info[2], 1, &p->callback);
-  napi_async_init(env, nullptr, Napi::String::New(env, "pidfd:poll"), &p->context);
   napi_add_async_cleanup_hook(env, Cleanup, p, &p->hook);
   st->pollers[p->id] = p;
   return Result(env, p->id);

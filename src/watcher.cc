@@ -115,23 +115,35 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "pidfd native: callback must be a function");
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) throw Napi::Error::New(env, "pidfd: no event loop");
-  int epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (epfd < 0) return Result(env, -static_cast<double>(errno));
+  // Everything that can fail on the JS side first (in a worker being terminated, any allocation can): once the
+  // uv_poll_t is initialized it belongs to the loop, and a throw after that point would leave an open handle the
+  // loop cannot close (Node aborts on "uv_loop_close() while having open handles": seen under the sanitizer build).
+  Napi::Int32Array slots = Napi::Int32Array::New(env, kRefCell + 1);
+  Napi::String name = Napi::String::New(env, "pidfd:watcher");
   Watcher* w = new Watcher();
   w->env = env;
-  w->epfd = epfd;
-  int r = uv_poll_init(loop, &w->poll, epfd);
-  if (r < 0) {
-    close(epfd);
-    delete w;
-    return Result(env, r);  // libuv errors are already -errno
-  }
-  w->poll.data = w;
-  Napi::Int32Array slots = Napi::Int32Array::New(env, kRefCell + 1);
   w->slots = slots.Data();
-  napi_create_reference(env, slots, 1, &w->buffer);
-  napi_create_reference(env, info[0], 1, &w->callback);
-  napi_async_init(env, nullptr, Napi::String::New(env, "pidfd:watcher"), &w->context);
+  if (napi_create_reference(env, slots, 1, &w->buffer) != napi_ok ||
+      napi_create_reference(env, info[0], 1, &w->callback) != napi_ok ||
+      napi_async_init(env, nullptr, name, &w->context) != napi_ok) {
+    if (w->buffer) napi_delete_reference(env, w->buffer);
+    if (w->callback) napi_delete_reference(env, w->callback);
+    delete w;
+    throw Napi::Error::New(env, "pidfd native: could not start the watcher");
+  }
+  // From here on nothing calls into JS until the watcher is recorded in the State.
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  int r = epfd < 0 ? -errno : uv_poll_init(loop, &w->poll, epfd);
+  if (r < 0) {
+    if (epfd >= 0) close(epfd);
+    napi_delete_reference(env, w->buffer);
+    napi_delete_reference(env, w->callback);
+    napi_async_destroy(env, w->context);
+    delete w;
+    return Result(env, r);  // -errno; libuv errors are -errno too
+  }
+  w->epfd = epfd;
+  w->poll.data = w;
   uv_poll_start(&w->poll, UV_READABLE, Watcher::OnPoll);
   uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));  // only ref'd watches keep the loop alive (see Ref)
   st->watcher = w;
