@@ -23,7 +23,8 @@ t.test('no command: the help on stdout, status 2; --help: status 0', async (t) =
 });
 
 t.test('bad arguments: one line and the usage on stderr, status 2, nothing on stdout', async (t) => {
-  for (const args of [['nope'], ['caps', '--bogus'], ['caps', 'extra']]) {
+  // A pid no process has (pid_max is at most 2^22): were the arguments ever taken, nothing could be signalled.
+  for (const args of [['nope'], ['caps', '--bogus'], ['caps', 'extra'], ['kill', '4194303', '--timeout', '-5']]) {
     const r = cli(...args);
     t.equal(r.status, 2, args.join(' '));
     t.equal(r.stdout, '', args.join(' '));

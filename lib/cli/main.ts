@@ -64,7 +64,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     });
   } catch (err) {
     // parseArgs explains at length how to pass a positional that starts with '-': keep its first sentence.
-    return usage(io, command, (err as Error).message.replace(/\. To specify a positional.*$/s, ''));
+    // Some of its messages span lines (`--timeout -5`): one line it is.
+    return usage(io, command, (err as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\s*\n\s*/g, ' '));
   }
   if (parsed.values.help) {
     io.stdout(commandHelp(command));
