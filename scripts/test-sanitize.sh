@@ -6,7 +6,7 @@
 # Leak detection is on. Suppressions (scripts/lsan.supp) name only Node's and V8's own allocations, matched on the
 # allocating frame alone (see that file).
 # With no arguments it runs every test but the packaging ones (10, 30-34: they pack, install and build rather than
-# exercise the addon, and run other Node binaries); give test files to run those instead. tap's per-file timeout is
+# exercise the addon, and run other Node binaries) and 24 (see below); give test files to run those instead. tap's per-file timeout is
 # raised: instrumented code runs several times slower.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,7 +19,10 @@ if [ ! -e "$asan" ]; then
 fi
 files=()
 if [ "$(printf '%s\n' "$@" | grep -c '^test/')" -eq 0 ]; then
-  mapfile -t files < <(ls test/*.ts | grep -Ev '^test/(10|3[0-9])-')
+  # test/24-lmk-steps.ts is left out too: it checks how many MiB a worker frees when asked to trim, inside a memory
+  # budget, and the preloaded runtime in every worker changes those amounts (it failed 2 of 5 sanitized runs and
+  # none of 12 plain ones).
+  mapfile -t files < <(ls test/*.ts | grep -Ev '^test/(10|3[0-9]|24)-')
 fi
 npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 || { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }
 
