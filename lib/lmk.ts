@@ -17,7 +17,7 @@ import { C, native } from './binding';
 import { codedError, systemError } from './errors';
 import { MemoryInfo, parseMaps, readProc } from './memory';
 import { PidFd } from './pidfd';
-import { PressureEvent, PressureResource, PressureWatcher, watchPressure } from './pressure';
+import { PressureEvent, PressureResource, PressureWatcher, watchPressure, WatchPressureOptions } from './pressure';
 import { toSignalNumber } from './signals';
 import {
   invalidType, invalidValue, outOfRange, validateBoolean, validateObject, validateTimeout,
@@ -44,16 +44,8 @@ export type CandidateSource =
   | { cgroup: string }
   | { childrenOf: number };
 
-/** PSI as a trigger of the killer (see `watchPressure`). */
-export interface KillerPsiOptions {
-  resource?: PressureResource;
-  kind?: 'some' | 'full';
-  threshold: number;
-  window: number;
-  cgroup?: string;
-  mode?: 'auto' | 'trigger' | 'poll';
-  interval?: number;
-}
+/** PSI as a trigger of the killer: `watchPressure`'s options, with `resource` defaulting to `'memory'`. */
+export type KillerPsiOptions = Omit<WatchPressureOptions, 'resource' | 'ref'> & { resource?: PressureResource };
 
 /** Options of `LowMemoryKiller`. */
 export interface LowMemoryKillerOptions {

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KillEvent, LowMemoryKiller, PidFd } from '../lib/index';
 import { exited } from './helpers/procs';
-import { makeV1MemoryGroup, memoryV1Root, removeAllGroups, Worker } from './fixtures/mem-helpers';
+import { budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker } from './fixtures/mem-helpers';
 
 const MiB = 2 ** 20;
 const LIMIT = 512 * MiB;
@@ -32,18 +32,11 @@ if (!memoryV1Root()) {
   main();
 }
 
-async function worker(group: string, adj: number, mib: number): Promise<Worker> {
-  const w = await new Worker([join(group, 'cgroup.procs')]).ready();
-  workers.push(w);
-  writeFileSync(`/proc/${w.pid}/oom_score_adj`, String(adj));
-  if (mib > 0) await w.ask(`a ${mib}`, 'anon');
-  return w;
+function worker(group: string, adj: number, mib: number): Promise<Worker> {
+  return budgetWorker(workers, group, adj, mib);
 }
-
 function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
-  const log: { type: string; e: any }[] = [];
-  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error']) lmk.on(type, (e) => log.push({ type, e }));
-  return log;
+  return recordEvents(lmk);
 }
 
 const alive = (w: Worker): boolean => w.proc.exitCode === null && w.proc.signalCode === null;

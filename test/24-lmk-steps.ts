@@ -9,7 +9,7 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LowMemoryKiller, TrimEvent } from '../lib/index';
-import { makeV1MemoryGroup, memoryV1Root, removeAllGroups, Worker } from './fixtures/mem-helpers';
+import { budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker } from './fixtures/mem-helpers';
 
 const MiB = 2 ** 20;
 const LIMIT = 512 * MiB;
@@ -27,18 +27,11 @@ t.teardown(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function worker(group: string, adj: number, mib: number): Promise<Worker> {
-  const w = await new Worker([join(group, 'cgroup.procs')]).ready();
-  workers.push(w);
-  writeFileSync(`/proc/${w.pid}/oom_score_adj`, String(adj));
-  if (mib > 0) await w.ask(`a ${mib}`, 'anon');
-  return w;
+function worker(group: string, adj: number, mib: number): Promise<Worker> {
+  return budgetWorker(workers, group, adj, mib);
 }
-
 function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
-  const log: { type: string; e: any }[] = [];
-  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error']) lmk.on(type, (e) => log.push({ type, e }));
-  return log;
+  return recordEvents(lmk);
 }
 
 function until(lmk: LowMemoryKiller, type: string): Promise<any> {
