@@ -2,7 +2,8 @@
 // while tap runs lib/ directly. A dist/ older than lib/ would test old code: rebuild it first (as `npm run
 // build:ts` does), one test process at a time.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { buildOnce } from './build-lock';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
@@ -26,33 +27,16 @@ export function staleDist(dir = ''): string | undefined {
   return undefined;
 }
 
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /** Makes dist/ current (compiling lib/ with tsc if it is stale); returns undefined, or why it could not. */
 export function ensureDist(): string | undefined {
-  if (staleDist() === undefined) return undefined;
-  mkdirSync(join(ROOT, 'build'), { recursive: true });
-  for (let i = 0; ; i++) {
+  return buildOnce(LOCK, () => staleDist() === undefined, 60_000, () => {
     try {
-      mkdirSync(LOCK);
-      break;
-    } catch {
-      if (i === 600) rmdirSync(LOCK, { recursive: true } as never); // a lock left by a crashed run (60 s)
-      sleep(100);
-      if (staleDist() === undefined) return undefined; // another test process built it meanwhile
+      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')],
+        { cwd: ROOT, stdio: 'pipe' });
+      return staleDist();
+    } catch (err) {
+      const e = err as { stdout?: Buffer; message: string };
+      return `tsc failed: ${e.stdout?.toString() || e.message}`;
     }
-  }
-  try {
-    if (staleDist() === undefined) return undefined;
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')],
-      { cwd: ROOT, stdio: 'pipe' });
-    return staleDist();
-  } catch (err) {
-    const e = err as { stdout?: Buffer; message: string };
-    return `tsc failed: ${e.stdout?.toString() || e.message}`;
-  } finally {
-    rmdirSync(LOCK);
-  }
+  });
 }

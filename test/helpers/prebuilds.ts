@@ -4,7 +4,8 @@
 // failure, elsewhere the test is skipped with the command that installs it.
 import type { Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { buildOnce } from './build-lock';
 import { join } from 'node:path';
 
 export const ROOT = join(__dirname, '..', '..');
@@ -26,35 +27,16 @@ function fresh(arch: Arch): boolean {
   return existsSync(p) && statSync(p).mtimeMs >= newestSource();
 }
 
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /** Makes the prebuild for `arch` current; returns undefined, or why it could not (with the build's output). */
 export function ensurePrebuild(arch: Arch): string | undefined {
-  if (fresh(arch)) return undefined;
-  mkdirSync(join(ROOT, 'build'), { recursive: true });
-  for (let i = 0; ; i++) {
-    try {
-      mkdirSync(LOCK);
-      break;
-    } catch {
-      if (i === 3000) rmdirSync(LOCK); // a lock left by a crashed run (5 min)
-      sleep(100);
-      if (fresh(arch)) return undefined; // another test process built it meanwhile
-    }
-  }
-  try {
-    if (fresh(arch)) return undefined;
+  return buildOnce(LOCK, () => fresh(arch), 300_000, () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'prebuildify.mjs'), '--arch', arch],
       { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
     if (r.status !== 0 || !existsSync(prebuildPath(arch))) {
       return `npm run prebuildify -- --arch ${arch} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`;
     }
     return undefined;
-  } finally {
-    rmdirSync(LOCK);
-  }
+  });
 }
 
 /** First executable called `name` on PATH, or undefined. */
