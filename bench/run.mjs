@@ -11,6 +11,7 @@
 //   mrelease.mjs  SIGKILL → memory freed for 1, 4 and 8 GiB processes, with and without pidfd.release(), idle,
 //                 busy and starved (memory-report.mjs)
 //   lmk.mjs       the low-memory killer: pressure onset → kill decision, PSI trigger against polling
+//   health.mjs    event-loop wake-ups and CPU of a process watching 2,000 processes for 60 s, against pm2's polling
 //
 //   node bench/run.mjs --only memory    just the memory parts; replaces their sections of RESULTS.md in place
 import { execFileSync } from 'node:child_process';
@@ -219,7 +220,11 @@ const lines = [
 ];
 const report = lines.join('\n');
 process.stdout.write(`\n${report}\n`);
-if (!quick) writeFileSync(join(BENCH, 'RESULTS.md'), report);
+if (!quick) {
+  writeFileSync(join(BENCH, 'RESULTS.md'), report);
+  // 60 s more: the event-loop health section, spliced into RESULTS.md by health.mjs itself.
+  execFileSync(process.execPath, [join(BENCH, 'health.mjs')], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
 writeFileSync(
   join(BENCH, quick ? 'results-quick.json' : 'results.json'),
   `${JSON.stringify({ date: started.toISOString(), machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version }, quick, latency, idle, memory, toolkit }, null, 1)}\n`,
