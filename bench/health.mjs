@@ -89,7 +89,7 @@ if (process.argv[2] === 'watch') {
   process.stdout.write(`${section.join('\n')}\n`);
   const file = join(BENCH, 'RESULTS.md');
   let text = readFileSync(file, 'utf8').replace(/<!-- section:health -->[\s\S]*?<!-- \/section:health -->\n?/, '');
-  const at = text.indexOf('## Verdict');
+  const at = text.search(/^## Verdict$/m); // the closing verdict, not a section's own `### Verdict`
   text = at >= 0 ? `${text.slice(0, at)}${section.join('\n')}\n\n${text.slice(at)}` : `${text}\n${section.join('\n')}\n`;
   writeFileSync(file, text);
 }

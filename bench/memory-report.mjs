@@ -119,7 +119,7 @@ export function spliceSections(lines) {
   }
   // The old, unmarked memory section of earlier runs
   text = text.replace(/## Memory back after SIGKILL \(the victim's own memory cgroup usage\)\n[\s\S]*?(?=\n## )/, '');
-  const at = text.indexOf('## Verdict');
+  const at = text.search(/^## Verdict$/m); // the closing verdict, not a section's own `### Verdict`
   text = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text}\n${block}\n`;
   writeFileSync(file, text);
 }
