@@ -21,11 +21,12 @@ const pidfs = (() => {
 
 /** Kills `victim`, lets Node reap it, and starts a kill-recorder under its pid (clone3 set_tid). Retries with new
  *  victims when someone else takes the pid first. Returns the dead process's PidFd and the stranger's launcher. */
-async function recycled(t: Tap.Test, before?: (p: PidFd) => void): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
+async function recycled(t: Tap.Test, before?: (p: PidFd) => void, ageMs = 0): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const victim = sleeper();
     const p = PidFd.fromChild(victim);
     before?.(p);
+    if (ageMs > 0) await new Promise((r) => setTimeout(r, ageMs));
     victim.kill('SIGKILL');
     await exited(victim);
     const launcher = track(spawn(fixture('reuse-spawn'), [String(victim.pid), fixture('kill-recorder'), '0', '0'],
@@ -176,7 +177,9 @@ t.test('the start-time fallback also refuses a recycled pid', async (t) => {
   forceIdSource('start');
   t.teardown(() => forceIdSource(undefined));
   let identity = '';
-  const { stale, launcher } = await recycled(t, (p) => (identity = p.identity()));
+  // Start times count clock ticks (10 ms at USER_HZ 100): a stranger started within the same tick on the same pid
+  // would look the same, the documented limit of this fallback. Let the victim age past a few ticks first.
+  const { stale, launcher } = await recycled(t, (p) => (identity = p.identity()), 50);
   t.throws(() => PidFd.adopt(identity), { code: 'ERR_PIDFD_STALE' });
   launcher.stdin!.end();
   t.same(await ended(launcher), [0, null]);
