@@ -1,7 +1,13 @@
 import { C, native, platformSupported } from './binding';
 import { E, errnoCode, systemError, unsupported } from './errors';
 
-/** What this kernel and this build support. Probed once per process with harmless calls, never from versions. */
+/**
+ * What this kernel and this build support. Probed once per process with harmless calls, never from versions.
+ *
+ * @example
+ * const caps: Readonly<Capabilities> = capabilities();
+ * if (!caps.pidfdInfoExit) console.log('exit codes are known only for our own children');
+ */
 export interface Capabilities {
   /** pidfd_open(2), Linux 5.3. */
   pidfdOpen: boolean;

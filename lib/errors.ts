@@ -4,7 +4,15 @@ import { getSystemErrorMap } from 'node:util';
 /** errno numbers by name (positive; the native layer returns them negated). */
 export const E = constants.errno;
 
-/** Error codes this library raises itself (system errors carry the kernel's code, e.g. `ESRCH`). */
+/**
+ * Error codes this library raises itself (system errors carry the kernel's code, e.g. `ESRCH`).
+ *
+ * @example
+ * function isGone(err: unknown): boolean {
+ *   const code = (err as CodedError).code as PidfdErrorCode | 'ESRCH';
+ *   return code === 'ERR_PIDFD_STALE' || code === 'ESRCH';
+ * }
+ */
 export type PidfdErrorCode =
   | 'ERR_PIDFD_CLOSED'
   | 'ERR_PIDFD_CHILD_EXITED'
@@ -21,6 +29,12 @@ export type PidfdErrorCode =
 /**
  * A Node-shaped system error, as `fs` raises them: message `ESRCH: no such process, pidfd_open`, and the
  * properties `errno` (negative), `code` and `syscall`.
+ *
+ * @example
+ * try { PidFd.open(pid); } catch (err) {
+ *   const e = err as SystemError;
+ *   if (e.code === 'ESRCH') console.log(`no process ${pid} (${e.syscall} failed)`); else throw err;
+ * }
  */
 export interface SystemError extends Error {
   errno: number;
@@ -28,7 +42,14 @@ export interface SystemError extends Error {
   syscall: string;
 }
 
-/** An error with a Node-style `code` property. */
+/**
+ * An error with a Node-style `code` property.
+ *
+ * @example
+ * try { p.release(); } catch (err) {
+ *   if ((err as CodedError).code !== 'ERR_PIDFD_UNSUPPORTED') throw err; // older than Linux 5.15
+ * }
+ */
 export interface CodedError extends Error {
   code: string;
 }

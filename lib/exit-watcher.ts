@@ -7,7 +7,13 @@ import { ExitInfo } from './exit';
 import { PidFd } from './pidfd';
 import { invalidType, validateBoolean, validateInteger, validateObject } from './validate';
 
-/** Options of `new ExitWatcher()`. */
+/**
+ * Options of `new ExitWatcher()`.
+ *
+ * @example
+ * const opts: ExitWatcherOptions = { ref: false }; // watched processes do not keep Node running
+ * const watcher = new ExitWatcher(opts);
+ */
 export interface ExitWatcherOptions {
   /** Whether watched processes keep the event loop alive (default true), like ref'd Node handles. */
   ref?: boolean;

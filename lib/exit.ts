@@ -2,7 +2,14 @@
 import { C, native } from './binding';
 import { signalName } from './signals';
 
-/** How a process ended. `code` and `signal` are both null when the kernel could not tell (see `source`). */
+/**
+ * How a process ended. `code` and `signal` are both null when the kernel could not tell (see `source`).
+ *
+ * @example
+ * const info: ExitInfo = await p.waitExit();
+ * if (info.signal) console.log(`${info.pid} killed by ${info.signal}`);
+ * else if (info.source !== 'none') console.log(`${info.pid} exited with ${info.code}`);
+ */
 export interface ExitInfo {
   pid: number;
   /** Exit code if it exited normally, else null. */
@@ -17,7 +24,13 @@ export interface ExitInfo {
   source: 'waitid' | 'pidfd-info' | 'none';
 }
 
-/** The two fields of an exit status. */
+/**
+ * The two fields of an exit status.
+ *
+ * @example
+ * const status: ExitStatus | undefined = p.info().exit; // set once the process was reaped
+ * if (status?.signal === 'SIGKILL') console.log('it was killed');
+ */
 export type ExitStatus = Pick<ExitInfo, 'code' | 'signal'>;
 
 /** Decodes a wait(2)-style status word, as PIDFD_INFO_EXIT reports it. */

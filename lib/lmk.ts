@@ -23,7 +23,13 @@ import {
   invalidType, invalidValue, outOfRange, validateBoolean, validateObject, validateTimeout,
 } from './validate';
 
-/** A process the killer may act on, with what it knows of it at listing time. */
+/**
+ * A process the killer may act on, with what it knows of it at listing time.
+ *
+ * @example
+ * const ranked: Candidate[] = await lmk.candidates(); // first: first to be killed
+ * for (const c of ranked) console.log(c.pid, c.comm, c.oomScoreAdj, c.memory.pss, c.protected ? '(protected)' : '');
+ */
 export interface Candidate {
   pid: number;
   /** The handle every action goes through. */
@@ -37,17 +43,37 @@ export interface Candidate {
   protected: boolean;
 }
 
-/** Who may be acted on: a function listing pids or PidFds, a cgroup (v1 or v2 directory), or the children of a
- *  process. PidFds returned by the function stay the caller's (the killer never closes them). */
+/**
+ * Who may be acted on: a function listing pids or PidFds, a cgroup (v1 or v2 directory), or the children of a
+ * process. PidFds returned by the function stay the caller's (the killer never closes them).
+ *
+ * @example
+ * const source: CandidateSource = { childrenOf: process.pid }; // or { cgroup: dir }, or () => pids
+ * const lmk = new LowMemoryKiller({ candidates: source, minAvailable: '10%' });
+ */
 export type CandidateSource =
   | (() => Iterable<number | PidFd> | Promise<Iterable<number | PidFd>>)
   | { cgroup: string }
   | { childrenOf: number };
 
-/** PSI as a trigger of the killer: `watchPressure`'s options, with `resource` defaulting to `'memory'`. */
+/**
+ * PSI as a trigger of the killer: `watchPressure`'s options, with `resource` defaulting to `'memory'`.
+ *
+ * @example
+ * const psi: KillerPsiOptions = { threshold: 100, window: 2000 }; // resource: 'memory'
+ * const lmk = new LowMemoryKiller({ candidates: { childrenOf: process.pid }, psi });
+ */
 export type KillerPsiOptions = Omit<WatchPressureOptions, 'resource' | 'ref'> & { resource?: PressureResource };
 
-/** Options of `LowMemoryKiller`. */
+/**
+ * Options of `LowMemoryKiller`.
+ *
+ * @example
+ * const options: LowMemoryKillerOptions = {
+ *   candidates: { cgroup: dir }, minAvailable: 256 * 2 ** 20, trim: { signal: 'SIGUSR2', deadline: 500 }, dryRun: true,
+ * };
+ * const lmk = new LowMemoryKiller(options).start();
+ */
 export interface LowMemoryKillerOptions {
   candidates: CandidateSource;
   /** Sort order: negative when `a` should go before `b`. Default: higher oom_score_adj first, then larger PSS. */
@@ -89,14 +115,25 @@ export interface LowMemoryKillerOptions {
   ref?: boolean;
 }
 
-/** Available memory as the killer measures it. */
+/**
+ * Available memory as the killer measures it.
+ *
+ * @example
+ * const h: MemoryHeadroom = lmk.headroom();
+ * console.log(`${((100 * h.available) / h.total).toFixed(1)}% available (${h.source})`);
+ */
 export interface MemoryHeadroom {
   available: number;
   total: number;
   source: 'meminfo' | 'cgroup-v1' | 'cgroup-v2';
 }
 
-/** Emitted once per episode, when the killer starts responding. */
+/**
+ * Emitted once per episode, when the killer starts responding.
+ *
+ * @example
+ * lmk.on('pressure', (e: PressureStartEvent) => console.log(`episode ${e.episode}: ${e.reason}`));
+ */
 export interface PressureStartEvent {
   episode: number;
   reason: string;
@@ -107,7 +144,12 @@ export interface PressureStartEvent {
   psi: PressureEvent | undefined;
 }
 
-/** Emitted for each candidate the reclaim step advised. */
+/**
+ * Emitted for each candidate the reclaim step advised.
+ *
+ * @example
+ * lmk.on('reclaim', (e: ReclaimEvent) => console.log(`${e.comm} (${e.pid}): RSS ${e.rssBefore} -> ${e.rssAfter}`));
+ */
 export interface ReclaimEvent {
   episode: number;
   pid: number;
@@ -118,7 +160,12 @@ export interface ReclaimEvent {
   dryRun: boolean;
 }
 
-/** Emitted for each candidate asked to trim, once the deadline passed (or pressure ended). */
+/**
+ * Emitted for each candidate asked to trim, once the deadline passed (or pressure ended).
+ *
+ * @example
+ * lmk.on('trim', (e: TrimEvent) => console.log(`${e.comm} (${e.pid}) freed ${e.freed} bytes`));
+ */
 export interface TrimEvent {
   episode: number;
   pid: number;
@@ -128,7 +175,14 @@ export interface TrimEvent {
   dryRun: boolean;
 }
 
-/** Emitted for each kill (or, with dryRun, each kill it would have made). */
+/**
+ * Emitted for each kill (or, with dryRun, each kill it would have made).
+ *
+ * @example
+ * lmk.on('kill', (e: KillEvent) => {
+ *   console.log(`killed ${e.comm} (${e.pid}): ${e.reason}; ${e.bytesFreed} bytes back in ${e.memoryMs} ms`);
+ * });
+ */
 export interface KillEvent {
   episode: number;
   pid: number;
@@ -198,7 +252,13 @@ export function readHeadroom(cgroup?: string): MemoryHeadroom {
   return { available: lim - Number(usage), total: lim, source };
 }
 
-/** What `lockMemory()` locked. */
+/**
+ * What `lockMemory()` locked.
+ *
+ * @example
+ * const { ranges, bytes }: LockResult = lockMemory();
+ * console.log(`locked ${ranges} file mappings, ${bytes} bytes`);
+ */
 export interface LockResult {
   /** File-backed mappings locked. */
   ranges: number;

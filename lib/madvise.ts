@@ -5,10 +5,23 @@ import { callError, requireCapability } from './capabilities';
 import { E } from './errors';
 import { invalidType, invalidValue, outOfRange } from './validate';
 
-/** Advice for `PidFd.madvise`: what the kernel should do with another process's pages. */
+/**
+ * Advice for `PidFd.madvise`: what the kernel should do with another process's pages.
+ *
+ * @example
+ * const advice: Advice = 'cold'; // or 'pageout', 'willneed', 'collapse'
+ * const bytes = p.madvise(advice, ranges);
+ */
 export type Advice = 'cold' | 'pageout' | 'willneed' | 'collapse';
 
-/** One address range of the target process. `address` must be page-aligned. */
+/**
+ * One address range of the target process. `address` must be page-aligned.
+ *
+ * @example
+ * const ranges: MemoryRange[] = p.maps().filter((m) => m.kind === 'anon')
+ *   .map((m) => ({ address: m.start, length: m.end - m.start }));
+ * p.madvise('pageout', ranges);
+ */
 export interface MemoryRange {
   address: bigint;
   length: number | bigint;

@@ -35,6 +35,10 @@ export interface ProcessHandle {
  * `swap` from `VmSwap`; `source: 'statm'` (before 4.5) takes `rss` from the resident field, `file` from the shared
  * field (file and shmem together; `shmem` is 0), `anon` = rss - shared, `swap` 0. Without smaps_rollup there is no
  * proportional count: `pss` is then equal to `rss` (an upper bound).
+ *
+ * @example
+ * const m: MemoryInfo = p.memory();
+ * console.log(`${(m.pss / 2 ** 20).toFixed(1)} MiB PSS, ${m.swap} bytes swapped (from ${m.source})`);
  */
 export interface MemoryInfo {
   rss: number;
@@ -47,7 +51,13 @@ export interface MemoryInfo {
   source: 'smaps_rollup' | 'status' | 'statm';
 }
 
-/** The kinds of mapping `pidfd.maps()` tells apart. */
+/**
+ * The kinds of mapping `pidfd.maps()` tells apart.
+ *
+ * @example
+ * const count = new Map<MappingKind, number>();
+ * for (const m of p.maps()) count.set(m.kind, (count.get(m.kind) ?? 0) + 1);
+ */
 export type MappingKind = 'anon' | 'file' | 'stack' | 'heap' | 'shmem' | 'special';
 
 /**
@@ -55,6 +65,10 @@ export type MappingKind = 'anon' | 'file' | 'stack' | 'heap' | 'shmem' | 'specia
  * kernel mapping: `[vdso]`, `[vvar]`, `[vsyscall]`, `[uprobes]` ...), `shmem` (shared anonymous memory
  * (`/dev/zero (deleted)`), SysV shared memory (`/SYSV...`), memfd (`/memfd:...`) and `[anon_shmem:...]`), `anon`
  * (no path, or a named anonymous mapping `[anon:...]`), else `file`.
+ *
+ * @example
+ * const heap: Mapping | undefined = p.maps().find((m) => m.kind === 'heap');
+ * if (heap) console.log(`heap: ${heap.end - heap.start} bytes at 0x${heap.start.toString(16)}`);
  */
 export interface Mapping {
   start: bigint;
@@ -70,7 +84,15 @@ export interface Mapping {
   kind: MappingKind;
 }
 
-/** Options of `pidfd.reclaim()`. */
+/**
+ * Options of `pidfd.reclaim()`.
+ *
+ * @example
+ * const opts: ReclaimOptions = {
+ *   advice: 'cold', kinds: ['anon', 'heap'], filter: (m) => m.end - m.start >= 2n ** 20n, // 1 MiB or larger
+ * };
+ * p.reclaim(opts);
+ */
 export interface ReclaimOptions {
   /** `pageout` (default): reclaim the pages now; `cold`: move them to the inactive list, reclaimed first later. */
   advice?: 'pageout' | 'cold';
@@ -81,7 +103,13 @@ export interface ReclaimOptions {
   filter?: (mapping: Mapping) => boolean;
 }
 
-/** What `pidfd.reclaim()` did. */
+/**
+ * What `pidfd.reclaim()` did.
+ *
+ * @example
+ * const r: ReclaimResult = p.reclaim();
+ * console.log(`advised ${r.advised} bytes in ${r.ranges} mappings; RSS ${r.rssBefore} -> ${r.rssAfter}`);
+ */
 export interface ReclaimResult {
   advice: 'pageout' | 'cold';
   /** Bytes the kernel accepted advice for. Not bytes reclaimed: without swap, anonymous pages stay resident. */

@@ -12,7 +12,12 @@ import {
 } from './validate';
 import * as watcher from './watcher';
 
-/** Options of `PidFd.open`. */
+/**
+ * Options of `PidFd.open`.
+ *
+ * @example
+ * const p = PidFd.open(tid, { thread: true }); // reports this thread's exit, not the process's
+ */
 export interface OpenOptions {
   /** PIDFD_NONBLOCK: a waitid on this fd returns EAGAIN instead of blocking (Linux 5.10). */
   nonblocking?: boolean;
@@ -20,7 +25,13 @@ export interface OpenOptions {
   thread?: boolean;
 }
 
-/** Options of `pidfd.kill`. */
+/**
+ * Options of `pidfd.kill`.
+ *
+ * @example
+ * const opts: KillOptions = { scope: 'process-group' }; // Linux 6.9
+ * p.kill('SIGTERM', opts);
+ */
 export interface KillOptions {
   /** Who receives the signal: the process (default), only the thread, or the whole process group (Linux 6.9). */
   scope?: 'process' | 'thread' | 'process-group';
@@ -28,7 +39,13 @@ export interface KillOptions {
   value?: number;
 }
 
-/** Options of `pidfd.waitExit`. */
+/**
+ * Options of `pidfd.waitExit`.
+ *
+ * @example
+ * const opts: WaitOptions = { timeout: 5000, signal: ac.signal, ref: false };
+ * const info = await p.waitExit(opts); // rejects with ETIMEDOUT after 5 s
+ */
 export interface WaitOptions {
   /** Reject with an `ETIMEDOUT` error after this many milliseconds. */
   timeout?: number;
@@ -38,7 +55,13 @@ export interface WaitOptions {
   ref?: boolean;
 }
 
-/** What PIDFD_GET_INFO returned; fields the kernel did not fill are absent (a reaped process has no ids). */
+/**
+ * What PIDFD_GET_INFO returned; fields the kernel did not fill are absent (a reaped process has no ids).
+ *
+ * @example
+ * const info: PidFdInfo = p.info();
+ * console.log(info.pid, info.ppid, info.euid, info.exit?.code ?? info.exit?.signal);
+ */
 export interface PidFdInfo {
   /** The process id, from the kernel when it says, else the pid this PidFd was opened for. */
   pid: number;

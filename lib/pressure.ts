@@ -20,10 +20,21 @@ import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
 
-/** A resource PSI reports on. */
+/**
+ * A resource PSI reports on.
+ *
+ * @example
+ * for (const r of ['memory', 'cpu', 'io'] as PressureResource[]) console.log(r, readPressure(r).some.avg60);
+ */
 export type PressureResource = 'memory' | 'cpu' | 'io';
 
-/** One line of a pressure file: averages in percent of wall time, `total` in microseconds of stall since boot. */
+/**
+ * One line of a pressure file: averages in percent of wall time, `total` in microseconds of stall since boot.
+ *
+ * @example
+ * const line: PressureLine = readPressure('cpu').some;
+ * console.log(`${line.avg10}% over 10 s, ${line.total} µs stalled since boot`);
+ */
 export interface PressureLine {
   avg10: number;
   avg60: number;
@@ -31,20 +42,38 @@ export interface PressureLine {
   total: number;
 }
 
-/** A parsed pressure file. `some`: at least one task stalled; `full`: all non-idle tasks stalled at once (for
- *  `cpu`, system-wide `full` reads as zeros; older kernels have no `full` line for cpu). */
+/**
+ * A parsed pressure file. `some`: at least one task stalled; `full`: all non-idle tasks stalled at once (for
+ * `cpu`, system-wide `full` reads as zeros; older kernels have no `full` line for cpu).
+ *
+ * @example
+ * const io: Pressure = readPressure('io');
+ * if (io.full && io.full.avg10 > 20) console.log('all non-idle tasks stalled on I/O over 20% of the last 10 s');
+ */
 export interface Pressure {
   some: PressureLine;
   full?: PressureLine;
 }
 
-/** Options of `readPressure`. */
+/**
+ * Options of `readPressure`.
+ *
+ * @example
+ * const opts: ReadPressureOptions = { cgroup: '/sys/fs/cgroup/workers' };
+ * const { some } = readPressure('memory', opts);
+ */
 export interface ReadPressureOptions {
   /** A cgroup v2 directory: read its `<resource>.pressure` instead of /proc/pressure/<resource>. */
   cgroup?: string;
 }
 
-/** Options of `watchPressure`. */
+/**
+ * Options of `watchPressure`.
+ *
+ * @example
+ * const opts: WatchPressureOptions = { resource: 'io', kind: 'full', threshold: 200, window: 4000, mode: 'poll' };
+ * const w = watchPressure(opts);
+ */
 export interface WatchPressureOptions {
   resource: PressureResource;
   /** `some` (default) or `full`. */
@@ -66,7 +95,14 @@ export interface WatchPressureOptions {
   signal?: AbortSignal;
 }
 
-/** A pressure event: the stall grew by at least the threshold within (about) the window. */
+/**
+ * A pressure event: the stall grew by at least the threshold within (about) the window.
+ *
+ * @example
+ * w.on('pressure', (e: PressureEvent) => {
+ *   console.log(`${e.resource} ${e.kind}: ${e.stall} ms stalled in ${e.span} ms (${e.mode})`);
+ * });
+ */
 export interface PressureEvent {
   resource: PressureResource;
   kind: 'some' | 'full';

@@ -16,10 +16,22 @@ import {
   invalidType, validateAbortSignal, validateBoolean, validateInteger, validateObject, validateTimeout,
 } from './validate';
 
-/** What `terminate` and `killTree` accept as a process. */
+/**
+ * What `terminate` and `killTree` accept as a process.
+ *
+ * @example
+ * const targets: Target[] = [child, PidFd.open(pid), 1234];
+ * await Promise.all(targets.map((t) => terminate(t)));
+ */
 export type Target = number | PidFd | ChildProcess;
 
-/** Options of `terminate`. */
+/**
+ * Options of `terminate`.
+ *
+ * @example
+ * const opts: TerminateOptions = { signal: 'SIGINT', timeout: 10_000, killSignal: false };
+ * await terminate(pid, opts); // never SIGKILL: rejects with ETIMEDOUT after 10 s
+ */
 export interface TerminateOptions {
   /** The polite signal (default 'SIGTERM'). */
   signal?: NodeJS.Signals | number;
@@ -35,7 +47,13 @@ export interface TerminateOptions {
   abortSignal?: AbortSignal;
 }
 
-/** What `terminate` resolves with. */
+/**
+ * What `terminate` resolves with.
+ *
+ * @example
+ * const r: TerminateResult = await terminate(child);
+ * console.log(r.signals.join(' -> '), r.escalated ? 'escalated' : '', `${r.elapsedMs} ms`);
+ */
 export interface TerminateResult {
   pid: number;
   /** How it exited. For a process that is not our child, `code`/`signal` are null unless the kernel can tell. */

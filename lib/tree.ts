@@ -45,7 +45,13 @@ import { signalName } from './signals';
 import { isStopped, openTarget, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './terminate';
 import { invalidType, invalidValue, validateBoolean } from './validate';
 
-/** Options of `killTree`: those of `terminate`, and: */
+/**
+ * Options of `killTree`: those of `terminate`, and:
+ *
+ * @example
+ * const opts: KillTreeOptions = { includeRoot: false, timeout: 2000 };
+ * await killTree(shell, opts); // everything the shell started; the shell itself is never signalled
+ */
 export interface KillTreeOptions extends TerminateOptions {
   /** Kill the root too (default true). With false the root is never signalled (not even stopped). */
   includeRoot?: boolean;
@@ -54,7 +60,13 @@ export interface KillTreeOptions extends TerminateOptions {
   cgroup?: string;
 }
 
-/** One process of the tree and how it ended. */
+/**
+ * One process of the tree and how it ended.
+ *
+ * @example
+ * const stubborn: TreeMember[] = (await killTree(child)).processes.filter((m) => m.escalated);
+ * for (const m of stubborn) console.log(m.pid, 'child of', m.parent, m.signals.join(' '));
+ */
 export interface TreeMember {
   pid: number;
   /** The member under whose children it was found; null for the root (and for members of a dead root's group). */
@@ -68,7 +80,13 @@ export interface TreeMember {
   signals: string[];
 }
 
-/** What `killTree` resolves with. */
+/**
+ * What `killTree` resolves with.
+ *
+ * @example
+ * const r: KillTreeResult = await killTree(rootPid);
+ * console.log(`${r.processes.length} processes gone, cgroup.kill: ${r.cgroupKilled}`);
+ */
 export interface KillTreeResult {
   root: number;
   /** Every process of the tree that was alive when found, root first. */

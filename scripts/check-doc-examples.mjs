@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-// Every public export has a doc comment, and every exported value (function, class, constant) has an `@example`:
-// the API reference (`npm run docs`, TypeDoc) is generated from them. "Public" is whatever the entry module exports
-// (lib/index.ts by default), so a new export is checked as soon as it is exported. Public members of exported
-// classes (methods, accessors) need a doc comment too; members marked @internal, private or #private are skipped.
+// Every public export has a doc comment with an `@example`: values (functions, classes, constants) and types
+// (interfaces, type aliases) alike, the example of a type showing where a user meets it (the call that takes or
+// returns it). The API reference (`npm run docs`, TypeDoc) is generated from them. "Public" is whatever the entry
+// module exports (lib/index.ts by default), so a new export is checked as soon as it is exported. Public members of
+// exported classes (methods, accessors) need a doc comment too; members marked @internal, private or #private are
+// skipped.
 //
-// Type-only exports (interfaces, type aliases) need a doc comment; their example is the one of the call that takes
-// or returns them. --strict-types requires an @example on them too.
-//
-//   node scripts/check-doc-examples.mjs [--strict-types] [entry.ts]
+//   node scripts/check-doc-examples.mjs [entry.ts]
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,10 +16,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const ts = require('typescript');
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { 'strict-types': { type: 'boolean', default: false } },
-});
+const { positionals } = parseArgs({ allowPositionals: true });
 const entry = positionals[0] ?? join(ROOT, 'lib', 'index.ts');
 
 const program = ts.createProgram([entry], {
@@ -81,7 +77,7 @@ for (const exported of exports) {
     problems.push(`${name} (${where(symbol)}): no doc comment`);
     continue;
   }
-  if ((isValue || values['strict-types']) && !tags(symbol).includes('example')) {
+  if (!tags(symbol).includes('example')) {
     problems.push(`${name} (${where(symbol)}): no @example`);
   }
   if (symbol.flags & ts.SymbolFlags.Class) {
@@ -96,9 +92,8 @@ for (const exported of exports) {
   }
 }
 
-const mode = values['strict-types'] ? 'every export' : 'every exported value';
 console.log(`check-doc-examples: ${relative(process.cwd(), entry)} exports ${values_} values and ${types} types; ` +
-  `checked that each has a doc comment and ${mode} an @example`);
+  'checked that each has a doc comment with an @example');
 for (const p of problems) console.log(`  ${p}`);
 if (problems.length) {
   console.log(`check-doc-examples: ${problems.length} problem(s)`);
