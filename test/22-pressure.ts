@@ -8,7 +8,7 @@
 // process and nothing else, so whatever else runs on this machine cannot make it stall.
 import t, { Test } from 'tap';
 import { ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PressureEvent, PressureWatcher, readPressure, watchPressure } from '../lib/index';
 import { sleeper } from './helpers/procs';
@@ -53,14 +53,22 @@ function checkEvent(t: Test, e: PressureEvent, mode: 'trigger' | 'poll'): void {
 }
 
 t.test('readPressure parses the system files and a cgroup v2 group', async (t) => {
+  // The totals only grow, so the parsed one must lie between two raw reads taken around it. (A fresh machine may have
+  // no memory or io stall at all since boot: a total of 0 is a fact, not a parse error.)
+  const rawTotal = (r: string, kind: string): number => {
+    const m = new RegExp(`^${kind} avg10=[0-9.]+ avg60=[0-9.]+ avg300=[0-9.]+ total=([0-9]+)$`, 'm').exec(readFileSync(`/proc/pressure/${r}`, 'latin1'));
+    return m ? Number(m[1]) : NaN;
+  };
   for (const r of ['cpu', 'memory', 'io'] as const) {
+    const before = rawTotal(r, 'some');
     const p = readPressure(r);
+    const after = rawTotal(r, 'some');
     for (const line of [p.some, p.full]) {
       if (!line) continue;
       for (const k of ['avg10', 'avg60', 'avg300', 'total'] as const) t.ok(Number.isFinite(line[k]) && line[k] >= 0, `${r} ${k}`);
     }
-    t.ok(p.some.total > 0 || r === 'io', `${r}: some total ${p.some.total} µs`);
-    t.ok(p.full !== undefined || r === 'cpu', `${r} has a full line`);
+    t.ok(before <= p.some.total && p.some.total <= after, `${r}: some total ${before} <= ${p.some.total} <= ${after} µs (the file's own figure)`);
+    t.equal(p.full !== undefined, !Number.isNaN(rawTotal(r, 'full')), `${r}: a full line exactly when the file has one`);
   }
   if (!v2) return t.skip('no cgroup v2 mounted');
   const g = makeV2Group('read')!;

@@ -21,9 +21,13 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
 
   const pending0 = pendingWatches();
   const settled = new Map<number, ExitInfo[]>();
+  let firstSettle = 0n;
+  let lastSettle = 0n;
   const fds = procs.map(([pid]) => PidFd.open(pid));
   const waits = fds.flatMap((p, i) => {
     const record = (info: ExitInfo) => {
+      lastSettle = process.hrtime.bigint();
+      if (firstSettle === 0n) firstSettle = lastSettle;
       const list = settled.get(p.pid) ?? [];
       list.push(info);
       settled.set(p.pid, list);
@@ -36,10 +40,9 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
   forker.stdin!.end('go\n');
   await Promise.all(waits);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const reaped = await out.waitFor((l) => l.startsWith('reaped '), 'reaped', 120_000);
-  await ended(forker);
-  const [, count, spreadUs] = reaped.split(' ').map(Number);
-  t.equal(count, STORM, 'the forker reaped every process');
+  const gone = await out.waitFor((l) => l.startsWith('gone '), 'gone', 120_000);
+  t.same(await ended(forker), [0, null], 'the forker saw every process exit');
+  const [, count, spreadUs] = gone.split(' ').map(Number);
 
   let exactlyTwice = 0;
   let rightCode = 0;
@@ -50,15 +53,14 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
     const info = list[0];
     if (info) sources[info.source] = (sources[info.source] ?? 0) + 1;
     if (info?.source === 'pidfd-info' && info.code === code && info.signal === null) rightCode++;
-    else if (info?.source !== 'none') t.fail(`pid ${pid}: ${JSON.stringify(info)} for exit code ${code}`);
+    else t.fail(`pid ${pid}: ${JSON.stringify(info)} for exit code ${code}`);
   }
   t.equal(exactlyTwice, STORM, 'each of the 2 waits per process settled exactly once, with the same result');
   t.equal(pendingWatches(), pending0, 'no registration left');
-  // 'none' means the reaper took longer than the 100 ms reap grace (the status is then honestly unknown, never
-  // guessed): it reaps all 5,000 in a few ms on a quiet machine, but a loaded one delayed 5% of them once.
-  t.ok((sources.none ?? 0) <= STORM / 5, `at most 20% without a status (${sources.none ?? 0})`);
-  t.equal(rightCode, STORM - (sources.none ?? 0), 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
-  t.comment(`storm: the parent reaped ${count} processes within ${(spreadUs! / 1000).toFixed(1)} ms; all ${STORM * 2} waits settled ${ms.toFixed(1)} ms after the release; sources ${JSON.stringify(sources)}`);
+  // The kernel reaped each process as it exited, so its status was in the pidfd (PIDFD_INFO_EXIT) before any wait
+  // could look: every one must carry the code the process chose. (A parent that reaps late is test/02's case.)
+  t.equal(rightCode, STORM, 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
+  t.comment(`storm: all ${count} processes gone ${(spreadUs! / 1000).toFixed(1)} ms after the release (the forker's view); the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); sources ${JSON.stringify(sources)}`);
   for (const p of fds) p.close();
 });
 
@@ -84,7 +86,10 @@ t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles le
     // A leak grows with every cycle: the second half of a workload would grow as the first. 1 MiB over 500,000 or
     // 50,000 cycles is under 2 or 21 bytes a cycle.
     t.ok(b.heapUsedKiB - a.heapUsedKiB < 1024, `${name}, second half: live heap ${a.heapUsedKiB} -> ${b.heapUsedKiB} KiB`);
-    t.ok(b.rssKiB - a.rssKiB < 32 * 1024, `${name}, second half: RSS ${a.rssKiB} -> ${b.rssKiB} KiB`);
+    // Under the sanitizer build RSS also holds ASan's quarantine of freed blocks (up to 256 MiB, filling as the run
+    // goes), so it says nothing about leaks there; LeakSanitizer does, when the churn process exits (status 0 above).
+    if (process.env.PIDFD_SANITIZED) t.skip(`${name}, second half: RSS ${a.rssKiB} -> ${b.rssKiB} KiB (not bounded under ASan: its quarantine grows RSS; LeakSanitizer checks leaks instead)`);
+    else t.ok(b.rssKiB - a.rssKiB < 32 * 1024, `${name}, second half: RSS ${a.rssKiB} -> ${b.rssKiB} KiB`);
   }
   t.equal(report.rejected, WAIT_CYCLES, 'every aborted wait rejected with ABORT_ERR');
   const row = (k: keyof Snap) => snaps.map((s) => s[k]).join('/');
