@@ -46,7 +46,6 @@ export interface Native {
   poll(fd: number): number;
   close(fd: number): number;
   openReaped(): number;
-  mlockall(flags: number): number;
   watcherStart(onReady: (count: number) => void): Int32Array | number;
   watch(fd: number, events: number, token: number): number;
   unwatch(fd: number): number;
@@ -116,7 +115,7 @@ function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
     for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
-      'openReaped', 'mlockall', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
+      'openReaped', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
       stub[name] = unsupportedPlatform;
     }
     return { native: stub as unknown as Native, supported: false };

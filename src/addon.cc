@@ -70,9 +70,6 @@ void SetConstants(Napi::Env env, Napi::Object c) {
   set("POLLHUP", POLLHUP);
   set("EPOLLIN", EPOLLIN);
   set("EPOLLHUP", EPOLLHUP);
-  set("MCL_CURRENT", MCL_CURRENT);
-  set("MCL_FUTURE", MCL_FUTURE);
-  set("MCL_ONFAULT", 4);
   set("PAGE_SIZE", static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
 

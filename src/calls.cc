@@ -136,11 +136,6 @@ Napi::Value OpenReaped(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fd);
 }
 
-Napi::Value Mlockall(const Napi::CallbackInfo& info) {
-  int r = mlockall(Int32Arg(info, 0));
-  return Result(info.Env(), r < 0 ? Neg(errno) : 0);
-}
-
 }  // namespace
 
 void InitCalls(Napi::Env env, Napi::Object exports) {
@@ -155,7 +150,6 @@ void InitCalls(Napi::Env env, Napi::Object exports) {
   exports.Set("poll", Napi::Function::New(env, Poll, "poll"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("openReaped", Napi::Function::New(env, OpenReaped, "openReaped"));
-  exports.Set("mlockall", Napi::Function::New(env, Mlockall, "mlockall"));
 }
 
 }  // namespace pidfd
