@@ -117,7 +117,10 @@ t.test('PidFd.open names a live process', async (t) => {
   t.equal(p.closed, false);
   t.equal(p.exited, false);
   t.equal(p.kill(0), true, 'signal 0 only checks: the process is there');
-  t.equal(procState(pid) === 'S' || procState(pid) === 'R', true, 'signal 0 did nothing to it');
+  // Alive and neither stopped nor exiting. (A sleeper just spawned may still be paging in its binary, state D, on a
+  // loaded machine: seen once under the sanitizer build.)
+  const alive = () => /^[RSD]$/.test(procState(pid) ?? '');
+  t.ok(alive(), `signal 0 did nothing to it (state ${procState(pid)})`);
 
   const fd = p.fd;
   p.close();
@@ -140,7 +143,7 @@ t.test('PidFd.open names a live process', async (t) => {
   } else {
     t.pass('fd closed');
   }
-  t.equal(procState(pid) === 'S' || procState(pid) === 'R', true, 'closing the PidFd leaves the process alone');
+  t.ok(alive(), `closing the PidFd leaves the process alone (state ${procState(pid)})`);
 
   const q = PidFd.open(pid);
   q[Symbol.dispose]();
@@ -211,7 +214,7 @@ t.test('kill sends to the process: default SIGTERM, names and numbers', async (t
   t.throws(() => pc.kill('SIGTERM', { scope: 'pgrp' as 'process' }), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => pc.kill('SIGTERM', { value: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE' });
   t.equal(pc.exited, false, 'invalid arguments sent nothing');
-  t.equal(procState(c.pid as number) === 'S' || procState(c.pid as number) === 'R', true);
+  t.match(procState(c.pid as number), /^[RSD]$/, 'still running: nothing was sent');
   pc.kill('SIGKILL');
   await ended(c);
   pc.close();
