@@ -97,7 +97,7 @@ t.test('ChildProcess input: child_process still emits exit', async (t) => {
 t.test('a stopped process is continued so it can act on SIGTERM', async (t) => {
   const { child, pid } = await victim('handler');
   child.kill('SIGSTOP');
-  for (let i = 0; i < 200 && procState(pid) !== 'T'; i++) sleepSync(5);
+  for (let i = 0; i < 4000 && procState(pid) !== 'T'; i++) sleepSync(5);
   t.equal(procState(pid), 'T', 'stopped');
   const r = await terminate(child, { timeout: 10_000 });
   t.same(r.signals, ['SIGTERM', 'SIGCONT']);
@@ -134,7 +134,7 @@ t.test('killTimeout: a process that cannot die (frozen by the cgroup v1 freezer,
   });
   writeFileSync(`${dir}/cgroup.procs`, String(pid));
   writeFileSync(`${dir}/freezer.state`, 'FROZEN');
-  for (let i = 0; i < 400 && readFileSync(`${dir}/freezer.state`, 'utf8').trim() !== 'FROZEN'; i++) sleepSync(5);
+  for (let i = 0; i < 4000 && readFileSync(`${dir}/freezer.state`, 'utf8').trim() !== 'FROZEN'; i++) sleepSync(5);
   const p = PidFd.fromChild(child);
   const err = await terminate(p, { timeout: 100, killTimeout: 300 }).then(() => undefined, (e: unknown) => e);
   t.match(err, { code: 'ETIMEDOUT', pid, signals: ['SIGTERM', 'SIGKILL'], state: 'D' });
