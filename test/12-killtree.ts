@@ -105,9 +105,14 @@ t.test('a tree three levels deep whose members fork in a loop while the kill run
   t.equal(r.processes[0].pid, h.rootPid, 'root first');
   t.equal(r.escalated, false, 'everyone honoured SIGTERM');
   t.ok(r.processes.length >= 35, `${r.processes.length} processes`);
+  // Members that printed "born" never exit by themselves: each must get SIGTERM. The short-lived loop children
+  // (no "born") may have been stopped while already inside _exit (the stop is accepted, then has no effect): such
+  // one is gone before the signal phase, which rightly sends nothing to a dead process. Seen once under ASan.
+  const longLived = new Set(h.born().map((b) => b.pid));
   for (const m of r.processes) {
     t.equal(m.signals[0], 'SIGSTOP', `${m.pid} was stopped first`);
-    t.ok(m.signals.includes('SIGTERM'), `${m.pid} got SIGTERM`);
+    if (longLived.has(m.pid)) t.ok(m.signals.includes('SIGTERM'), `${m.pid} got SIGTERM`);
+    else t.ok(m.signals.includes('SIGTERM') || m.exit.signal === null, `${m.pid} (short-lived) got SIGTERM or had exited by itself: ${JSON.stringify(m.exit)}`);
   }
   const levels = new Set(h.born().filter((b) => r.processes.some((m) => m.pid === b.pid)).map((b) => b.level));
   t.ok([0, 1, 2, 3, 4].every((l) => levels.has(l)), 'members of every level (loop leaves at 4)');
