@@ -85,7 +85,7 @@ t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles le
   for (const [name, s0, a, b] of [['open/close', snaps[0]!, snaps[1]!, snaps[2]!], ['wait/abort', snaps[2]!, snaps[3]!, snaps[4]!]] as const) {
     // A leak grows with every cycle, so it shows both in the second half and over the whole workload. V8's live
     // heap also moves in one-off level steps that are no leak: Node 24 steps by ~1 MiB, up or down, at random points
-    // of a long wait/abort loop and then stays flat (750,000 cycles measured: 7612 -> 6733 -> 6761 KiB). Bound:
+    // of a long wait/abort loop and then stays flat (600,000 cycles measured: 7612 -> 6733 -> 6761 KiB). Bound:
     // 2 MiB a half / 4 MiB in all, i.e. 4 or 42 bytes a cycle over 500,000 or 50,000 cycles; what this library could
     // leak per cycle (a waiter, its promise, a timer, a listener) is 100 bytes or more.
     const heapWhat = `${name}: live heap ${s0.heapUsedKiB} -> ${a.heapUsedKiB} -> ${b.heapUsedKiB} KiB`;
