@@ -62,6 +62,18 @@ export function errnoCode(negErrno: number): string {
   return errorMap.get(negErrno)?.[0] ?? `errno ${-negErrno}`;
 }
 
+const OUT_OF_RESOURCE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
+/**
+ * Whether an errno (negative, as the native layer returns it) or an error code means "this process is out of a
+ * resource right now" (fds, memory, a limit that frees up) rather than "the kernel, an emulator or a filter
+ * refuses this call". Such an error is reported as itself and never taken as an answer about a feature.
+ */
+export function outOfResource(err: number | string | undefined): boolean {
+  if (err === undefined) return false;
+  return OUT_OF_RESOURCE.has(typeof err === 'number' ? errnoCode(err) : err);
+}
+
 /** Builds a system error from a negative errno as returned by the native layer. */
 export function systemError(negErrno: number, syscall: string, hint?: string): SystemError {
   errorMap ??= getSystemErrorMap();
