@@ -103,7 +103,8 @@ export function codedError(
  */
 export function unsupported(feature: string, since: string, blockedBy?: string): CodedError & { feature: string } {
   const why = blockedBy
-    ? `is not available here: the kernel refused it with ${blockedBy} (a seccomp filter or security module blocks it; it exists since Linux ${since})`
+    ? `is not available here: the kernel refused it with ${blockedBy} ` +
+      `(a seccomp filter or security module blocks it; it exists since Linux ${since})`
     : `is not supported by this kernel (it needs Linux ${since} or later), or a seccomp filter hides it`;
   const err = codedError('ERR_PIDFD_UNSUPPORTED', `${feature} ${why}`) as CodedError & { feature: string };
   err.feature = feature;

@@ -11,18 +11,46 @@ const FIXTURE = join(__dirname, 'fixtures', 'fd-exhaustion.js');
 const LIMIT = ['bash', '-c', 'ulimit -n 64 && exec "$@"', 'bash'];
 const EMFILE = { code: 'EMFILE', errno: -24 };
 
-type Outcome = { ok?: unknown; code?: string | null; errno?: number | null; syscall?: string | null; message?: string };
-type Features = Record<string, Outcome>;
+interface Failure {
+  code: string | null;
+  errno: number | null;
+  syscall: string | null;
+  message: string;
+}
+type Outcome = { ok?: unknown } & Partial<Failure>;
 type Caps = Record<string, boolean>;
+/** After the fds were closed: capabilities() and every feature tried once. */
+interface After {
+  caps: Caps;
+  cached?: boolean;
+  features: Record<string, Outcome>;
+}
+interface LoopReport extends After {
+  whileFull: { opened: number; error: Failure; caps: Caps } & Record<
+    'nonblocking' | 'scope' | 'getfd' | 'waitExit',
+    Outcome
+  >;
+}
+interface FirstProbeReport extends After {
+  whileFull: { spare: number; caps: Caps; open: Outcome };
+}
+interface WorkerReport {
+  filler: { full: { opened: number; error: Failure; caps: Caps }; freed: After };
+  mainWhileFull: { caps: Caps; open: Outcome };
+  main: After;
+  fresh: After;
+}
 
-async function run(...args: string[]): Promise<Record<string, any>> {
+async function run<T>(...args: string[]): Promise<T> {
   const r = await runNode([FIXTURE, ...args], LIMIT);
-  if (r.code !== 0 || r.signal !== null) throw new Error(`fixture ${args.join(' ')}: ${r.code ?? r.signal}\n${r.stdout}\n${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, any>;
+  if (r.code !== 0 || r.signal !== null) {
+    throw new Error(`fixture ${args.join(' ')}: ${r.code ?? r.signal}\n${r.stdout}\n${r.stderr}`);
+  }
+  return JSON.parse(r.stdout) as T;
 }
 
 /** Every feature worked: the same calls as in an unlimited process, with the same results. */
-function worked(t: Test, f: Features, where: string): void {
+function worked(t: Test, f: After['features'], where: string): void {
   for (const name of ['fromChild', 'nonblocking', 'thread', 'signal0', 'scope', 'getfd', 'info', 'kill']) {
     t.same(f[name], { ok: true }, `${where}: ${name}`);
   }
@@ -40,32 +68,38 @@ t.before(() => {
 
 const reference = (): Caps => ({ ...capabilities() });
 
-t.test('PidFd.open in a loop ends with EMFILE; afterwards capabilities() and every feature are as before', async (t) => {
-  const r = await run('loop');
-  const full = r.whileFull;
-  t.ok(full.opened > 10, `${full.opened} pidfds opened first`);
-  t.match(full.error, { ...EMFILE, syscall: 'pidfd_open' }, 'the open that failed: EMFILE, with errno and syscall');
-  t.match(full.error.message, /^EMFILE: too many open files, pidfd_open/);
-  t.match(full.nonblocking, { ...EMFILE, syscall: 'pidfd_open' }, 'a flag whose probe cannot run: EMFILE too');
-  t.match(full.scope, EMFILE, 'kill with a scope whose probe cannot run: EMFILE, not unsupported');
-  t.match(full.getfd, { ...EMFILE, syscall: 'pidfd_getfd' }, 'getfd: EMFILE');
-  t.match(full.waitExit, { ...EMFILE, syscall: 'epoll_create1' }, 'waitExit with no fd for the watcher: EMFILE');
-  t.same(r.caps, reference(), 'capabilities() after closing the fds: what an unlimited process reports');
-  t.equal(r.cached, true, 'and cached from then on');
-  worked(t, r.features, 'after closing the fds');
-});
+t.test(
+  'PidFd.open in a loop ends with EMFILE; afterwards capabilities() and every feature are as before',
+  async (t) => {
+    const r = await run<LoopReport>('loop');
+    const full = r.whileFull;
+    t.ok(full.opened > 10, `${full.opened} pidfds opened first`);
+    t.match(full.error, { ...EMFILE, syscall: 'pidfd_open' }, 'the open that failed: EMFILE, with errno and syscall');
+    t.match(full.error.message, /^EMFILE: too many open files, pidfd_open/);
+    t.match(full.nonblocking, { ...EMFILE, syscall: 'pidfd_open' }, 'a flag whose probe cannot run: EMFILE too');
+    t.match(full.scope, EMFILE, 'kill with a scope whose probe cannot run: EMFILE, not unsupported');
+    t.match(full.getfd, { ...EMFILE, syscall: 'pidfd_getfd' }, 'getfd: EMFILE');
+    t.match(full.waitExit, { ...EMFILE, syscall: 'epoll_create1' }, 'waitExit with no fd for the watcher: EMFILE');
+    t.same(r.caps, reference(), 'capabilities() after closing the fds: what an unlimited process reports');
+    t.equal(r.cached, true, 'and cached from then on');
+    worked(t, r.features, 'after closing the fds');
+  },
+);
 
 t.test('a full fd table at the very first probe: nothing is cached until the probe can run', async (t) => {
-  const none = await run('first-probe', '0');
-  t.ok(Object.values(none.whileFull.caps as Caps).every((v) => v === false), 'no fd free: nothing confirmed');
+  const none = await run<FirstProbeReport>('first-probe', '0');
+  t.ok(
+    Object.values(none.whileFull.caps).every((v) => v === false),
+    'no fd free: nothing confirmed',
+  );
   t.match(none.whileFull.open, { ...EMFILE, syscall: 'pidfd_open' }, 'PidFd.open: EMFILE');
   t.same(none.caps, reference(), 'after freeing the table: every capability');
   t.equal(none.cached, true);
   worked(t, none.features, 'no fd free at the first probe');
 
   // One fd free: the probes that need only the process's own pidfd answer; those that need a second fd cannot run.
-  const one = await run('first-probe', '1');
-  const partial = one.whileFull.caps as Caps;
+  const one = await run<FirstProbeReport>('first-probe', '1');
+  const partial = one.whileFull.caps;
   t.equal(partial.pidfdOpen, true, 'one fd free: the own pidfd opens');
   t.equal(partial.pidfdNonblock, false, 'a second pidfd cannot be opened: PIDFD_NONBLOCK not confirmed yet');
   t.same(one.whileFull.open, { ok: true }, 'PidFd.open takes the one free fd');
@@ -74,7 +108,7 @@ t.test('a full fd table at the very first probe: nothing is cached until the pro
 });
 
 t.test('worker threads: one fills the fd table; the main thread and a new worker probe correctly after', async (t) => {
-  const r = await run('worker');
+  const r = await run<WorkerReport>('worker');
   t.match(r.filler.full.error, { ...EMFILE, syscall: 'pidfd_open' }, 'the worker: PidFd.open ends with EMFILE');
   t.match(r.mainWhileFull.open, { ...EMFILE, syscall: 'pidfd_open' }, 'the main thread meanwhile: EMFILE');
   t.same(r.filler.freed.caps, reference(), 'the worker, after closing its fds: every capability');
