@@ -62,6 +62,18 @@ export function errnoCode(negErrno: number): string {
   return errorMap.get(negErrno)?.[0] ?? `errno ${-negErrno}`;
 }
 
+const OUT_OF_RESOURCE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
+/**
+ * Whether an errno (negative, as the native layer returns it) or an error code means "this process is out of a
+ * resource right now" (fds, memory, a limit that frees up) rather than "the kernel, an emulator or a filter
+ * refuses this call". Such an error is reported as itself and never taken as an answer about a feature.
+ */
+export function outOfResource(err: number | string | undefined): boolean {
+  if (err === undefined) return false;
+  return OUT_OF_RESOURCE.has(typeof err === 'number' ? errnoCode(err) : err);
+}
+
 /** Builds a system error from a negative errno as returned by the native layer. */
 export function systemError(negErrno: number, syscall: string, hint?: string): SystemError {
   errorMap ??= getSystemErrorMap();
@@ -91,7 +103,8 @@ export function codedError(
  */
 export function unsupported(feature: string, since: string, blockedBy?: string): CodedError & { feature: string } {
   const why = blockedBy
-    ? `is not available here: the kernel refused it with ${blockedBy} (a seccomp filter or security module blocks it; it exists since Linux ${since})`
+    ? `is not available here: the kernel refused it with ${blockedBy} ` +
+      `(a seccomp filter or security module blocks it; it exists since Linux ${since})`
     : `is not supported by this kernel (it needs Linux ${since} or later), or a seccomp filter hides it`;
   const err = codedError('ERR_PIDFD_UNSUPPORTED', `${feature} ${why}`) as CodedError & { feature: string };
   err.feature = feature;

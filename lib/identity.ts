@@ -14,7 +14,7 @@
 //   in that time); the inode has no such hole. The start time is read, then the pidfd is checked for exit: only a
 //   process that has not exited still holds its pid, so the file read was its own.
 import { fstatSync, readFileSync, statfsSync } from 'node:fs';
-import { codedError, E, systemError } from './errors';
+import { codedError, E, outOfResource, systemError } from './errors';
 import { readStat } from './procfs';
 import { invalidType, invalidValue } from './validate';
 
@@ -35,7 +35,8 @@ export function idSource(fd: number): IdSource {
     try {
       // statfs(2) on the /proc fd link reaches the pidfd's own file (the link is followed like a symlink).
       magic = statfsSync(`/proc/self/fd/${fd}`).type;
-    } catch {
+    } catch (err) {
+      if (outOfResource((err as NodeJS.ErrnoException).code)) throw err; // says nothing of pidfs: not kept
       magic = 0; // no /proc: treat as the old kernel; the start time will then fail with a clear error
     }
     detected = magic === PIDFS_MAGIC ? 'ino' : 'start';

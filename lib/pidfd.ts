@@ -329,8 +329,8 @@ export class PidFd {
     if (this.#exit !== undefined) return Promise.resolve(this.#exit);
     return new Promise<ExitInfo>((resolve, reject) => {
       const w: Waiter = { resolve, reject, ref, timer: undefined, signal, onAbort: undefined };
+      if (ref) watcher.retain(); // first: it throws if the watcher cannot start (EMFILE), leaving nothing behind
       this.#waiters.add(w);
-      if (ref) watcher.retain();
       const timeout = options?.timeout;
       if (timeout !== undefined) {
         w.timer = setTimeout(() => this.#cancel(w, timeoutError(timeout)), timeout);

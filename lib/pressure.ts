@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, native } from './binding';
-import { codedError, systemError, unsupported } from './errors';
+import { codedError, outOfResource, systemError, unsupported } from './errors';
 import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
@@ -281,6 +281,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     try {
       fd = openSync(this.path, 'r+');
     } catch (err) {
+      if (outOfResource((err as NodeJS.ErrnoException).code)) throw err; // no fd now: no answer about triggers
       return `open(${this.path}) for writing failed: ${(err as Error).message}`;
     }
     const trigger = `${this.kind} ${Math.round(this.threshold * 1000)} ${Math.round(this.window * 1000)}\n`;
@@ -289,6 +290,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     } catch (err) {
       closeSync(fd);
       const e = err as NodeJS.ErrnoException;
+      if (outOfResource(e.code)) throw e;
       const hint = e.code === 'EINVAL' && this.window % 2000 !== 0
         ? ' (without CAP_SYS_RESOURCE the window must be 2, 4, 6, 8 or 10 s)'
         : '';
@@ -297,6 +299,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll);
     if (id < 0) {
       closeSync(fd);
+      if (outOfResource(id)) throw systemError(id, 'uv_poll_start');
       return `polling the trigger fd failed: ${systemError(id, 'uv_poll_start').message}`;
     }
     this.#poll = id; // the poll owns the fd now
