@@ -16,6 +16,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, native } from './binding';
 import { codedError, systemError, unsupported } from './errors';
+import { EventIterators } from './event-iterator';
 import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
@@ -226,9 +227,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   #ref: boolean;
   #signal: AbortSignal | undefined;
   #onAbort = (): void => this.close();
-  #queue: PressureEvent[] = [];
-  #waiting: { resolve(r: IteratorResult<PressureEvent>): void; reject(e: unknown): void }[] = [];
-  #failure: unknown;
+  #iters = new EventIterators<PressureEvent>();
 
   /** @internal Use `watchPressure()`. */
   constructor(options: WatchPressureOptions) {
@@ -343,13 +342,9 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
       resource: this.resource, kind: this.kind, mode: this.mode, stall: v.stall, span: v.span,
       threshold: this.threshold, window: this.window, total: now[1], time: Date.now(),
     };
-    const w = this.#waiting.shift();
-    if (w) w.resolve({ value: event, done: false });
-    else if (this.#iterating) this.#queue.push(event);
+    this.#iters.push(event);
     this.emit('pressure', event);
   }
-
-  #iterating = false;
 
   #onPoll = (status: number, events: number): void => {
     if (this.#closed) return;
@@ -393,10 +388,8 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   };
 
   #fail(err: unknown): void {
-    this.#failure = err;
-    const w = this.#waiting.splice(0);
-    for (const x of w) x.reject(err);
-    if (this.listenerCount('error') > 0 || w.length === 0) this.emit('error', err);
+    const rejected = this.#iters.fail(err);
+    if (this.listenerCount('error') > 0 || rejected === 0) this.emit('error', err);
     this.close();
   }
 
@@ -432,7 +425,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     this.#poll = 0;
     clearTimeout(this.#timer);
     this.#signal?.removeEventListener('abort', this.#onAbort);
-    for (const w of this.#waiting.splice(0)) w.resolve({ value: undefined, done: true });
+    this.#iters.end();
     this.emit('close');
   }
 
@@ -441,22 +434,17 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     this.close();
   }
 
-  /** Pressure events until `close()`; breaking out of the loop closes the watcher. */
-  [Symbol.asyncIterator](): AsyncIterator<PressureEvent> {
-    this.#iterating = true;
-    return {
-      next: () => {
-        const queued = this.#queue.shift();
-        if (queued) return Promise.resolve({ value: queued, done: false });
-        if (this.#failure !== undefined) return Promise.reject(this.#failure);
-        if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
-      },
-      return: () => {
-        this.close();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+  /**
+   * Pressure events from now on, until `close()`. Breaking out of the loop ends only that iteration, as with Node's
+   * `events.on()`: the watcher keeps watching (close it when done), and events are no longer buffered for that loop.
+   * A failure of the watcher rejects the pending and later `next()` calls.
+   *
+   * @example
+   * for await (const e of w) if (e.stall > 500) break;
+   * w.close(); // breaking out did not close it
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<PressureEvent> {
+    return this.#iters.iterator();
   }
 }
 
