@@ -17,7 +17,7 @@ export type { Advice, MemoryRange } from './madvise';
 export { capabilities, FEATURES } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { SystemError, CodedError, PidfdErrorCode } from './errors';
-// Memory view, reclaim, pressure and the low-memory killer (issue 4).
+// Memory view, reclaim, /proc, pressure and the low-memory killer.
 export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } from './memory';
 export { readProcess } from './procfs';
 export type { ProcessView, ProcStat } from './procfs';

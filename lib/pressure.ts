@@ -1,7 +1,7 @@
 // Pressure Stall Information: reading /proc/pressure/* (or a cgroup v2 group's *.pressure file), and watching it
 // with a kernel PSI trigger where the kernel accepts one, else by sampling the stall totals.
 //
-// Kernel facts this file is built around (Linux 6.18, found on this project's machines; see docs/low-memory-killer.md):
+// Kernel facts this file is built around (see docs/low-memory-killer.md):
 // - A trigger is "some|full <stall µs> <window µs>" written to the file. The /proc write handler overwrites the last
 //   byte written with a NUL, so the string must end with "\n" (unterminated, its window is parsed truncated: EINVAL).
 // - Without CAP_SYS_RESOURCE the window must be a multiple of 2 s, at most 10 s (2, 4, 6, 8, 10 s), and such
