@@ -1,7 +1,7 @@
 // Every read and write of cgroupfs in the package. Like the /proc listings, cgroup.procs is a hint: a pid read
 // from it names its process only until that process exits, so callers open a pidfd, check membership again
 // (`cgroupOf`, through the pidfd) and only then trust it.
-import { existsSync, realpathSync, watch, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCgroupV2, parsePids, ProcessHandle, readChecked, readSelf } from './procfs';
 import { invalidValue } from './validate';

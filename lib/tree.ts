@@ -337,6 +337,8 @@ class Tree {
    */
   adoptOrphanedGroup(): void {
     const root = this.rootMember.p;
+    // The root has exited, so readChecked would refuse it: an unreaped zombie still holds its pid, so the check
+    // after this read is that it is not reaped yet.
     if (root.reaped) return;
     const st = statUnchecked(root.pid);
     if (st === undefined || root.reaped || st.pgid !== root.pid) return; // read someone else's, or led no group
