@@ -79,9 +79,16 @@ export function waitCgroupEmpty(dir: string, ms: number): Promise<boolean> {
   });
 }
 
+/** What `readMemoryCgroup` returns. */
+export interface MemoryCgroup {
+  usage: number;
+  limit: number | undefined;
+  version: 1 | 2;
+}
+
 /** A memory cgroup's usage and limit in bytes (v1: usage_in_bytes / limit_in_bytes; v2: memory.current /
  *  memory.max, `limit` undefined for `max`); undefined when `dir` is neither. */
-export function readMemoryCgroup(dir: string): { usage: number; limit: number | undefined; version: 1 | 2 } | undefined {
+export function readMemoryCgroup(dir: string): MemoryCgroup | undefined {
   const read = (f: string): string | undefined => {
     try {
       return readFileSync(join(dir, f), 'latin1').trim();

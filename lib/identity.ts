@@ -58,7 +58,8 @@ export function readId(p: ProcessHandle, source: IdSource): bigint {
     return parseStat(readChecked(p, 'stat', { allowExiting: true })).startTime;
   } catch {
     // Exited: its pid may already belong to someone else, so /proc cannot say whose start time we would read.
-    throw systemError(-E.ESRCH, `open /proc/${p.pid}/stat`, 'the process has exited; its start time can no longer be read safely');
+    const why = 'the process has exited; its start time can no longer be read safely';
+    throw systemError(-E.ESRCH, `open /proc/${p.pid}/stat`, why);
   }
 }
 

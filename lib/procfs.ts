@@ -96,7 +96,8 @@ export function parseStat(text: string): ProcStat {
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // f[0] is field 3 (state), so field n is f[n - 3].
   return {
-    state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), flags: Number(f[6]), startTime: BigInt(f[19]),
+    state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), flags: Number(f[6]),
+    startTime: BigInt(f[19]),
   };
 }
 

@@ -42,7 +42,9 @@ import {
   childrenByScan, hasChildrenFiles, listChildren, listPids, parseStat, ProcStat, readChecked, statUnchecked,
 } from './procfs';
 import { SIGCONT, SIGKILL, SIGSTOP, signalName } from './signals';
-import { isStopped, openTarget, Resolved, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './target';
+import {
+  isStopped, openTarget, Resolved, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease,
+} from './target';
 import { invalidType, invalidValue, validateBoolean } from './validate';
 
 /**

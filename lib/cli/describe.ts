@@ -19,7 +19,9 @@ export function openPid(pid: number): PidFd {
   try {
     return PidFd.open(pid);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') throw Object.assign(new Error(`no such process: ${pid}`), { code: 'ESRCH' });
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
+      throw Object.assign(new Error(`no such process: ${pid}`), { code: 'ESRCH' });
+    }
     throw err;
   }
 }
