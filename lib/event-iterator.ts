@@ -16,11 +16,6 @@ export class EventIterators<T> {
   #failed = false;
   #failure: unknown;
 
-  /** How many iterators are live (made and neither returned nor ended). */
-  get size(): number {
-    return this.#iters.size;
-  }
-
   /** Hands `value` to every live iterator. */
   push(value: T): void {
     for (const it of this.#iters) {
