@@ -3,6 +3,7 @@
 // 10,000 processes adds 10,000 epoll registrations and promises, and no thread and no timer.
 import { EventEmitter } from 'node:events';
 import { codedError } from './errors';
+import { EventIterators } from './event-iterator';
 import { ExitInfo } from './exit';
 import { PidFd } from './pidfd';
 import { invalidType, validateBoolean, validateInteger, validateObject } from './validate';
@@ -25,11 +26,6 @@ interface Entry {
   abort: AbortController;
 }
 
-interface Iter {
-  queue: ExitInfo[];
-  wake: ((r: IteratorResult<ExitInfo>) => void) | undefined;
-}
-
 /**
  * Watches any number of processes and emits `'exit'` (with the `ExitInfo` and the `PidFd`) as each one exits,
  * exactly once; it is also an async iterator of those `ExitInfo`s, which ends when the watcher is closed. Add
@@ -50,7 +46,7 @@ interface Iter {
 export class ExitWatcher extends EventEmitter {
   #entries = new Map<PidFd, Entry>();
   #byPid = new Map<number, Set<Entry>>();
-  #iters = new Set<Iter>();
+  #iters = new EventIterators<ExitInfo>();
   #ref: boolean;
   #closed = false;
 
@@ -111,7 +107,7 @@ export class ExitWatcher extends EventEmitter {
       (info) => {
         if (!this.#remove(entry)) return;
         if (owned) p.close();
-        for (const it of this.#iters) push(it, info);
+        this.#iters.push(info);
         this.emit('exit', info, p);
       },
       (err) => {
@@ -185,8 +181,7 @@ export class ExitWatcher extends EventEmitter {
       e.abort.abort();
       if (e.owned) e.p.close();
     }
-    for (const it of this.#iters) it.wake?.({ value: undefined, done: true });
-    this.#iters.clear();
+    this.#iters.end();
   }
 
   /** `using w = new ExitWatcher()` closes it at the end of the scope. */
@@ -195,45 +190,17 @@ export class ExitWatcher extends EventEmitter {
   }
 
   /**
-   * The exits from now on, in order; the iteration ends when the watcher is closed (breaking out of the loop does
-   * not close it).
+   * The exits from now on, in order. The iteration ends when the watcher is closed. Breaking out of the loop ends
+   * only that iteration, as with Node's `events.on()`: the watcher keeps watching, and exits are no longer buffered
+   * for that loop. Failed waits go to `'error'` only; they do not end the iteration.
    *
    * @example
-   * for await (const { pid, code, signal } of watcher) console.log(pid, code ?? signal);
+   * for await (const { pid, code, signal } of watcher) {
+   *   console.log(pid, code ?? signal);
+   *   if (watcher.size === 0) break; // the watcher stays open: add more and iterate again
+   * }
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<ExitInfo> {
-    const it: Iter = { queue: [], wake: undefined };
-    if (!this.#closed) this.#iters.add(it);
-    const iters = this.#iters;
-    const self = this;
-    return {
-      next(): Promise<IteratorResult<ExitInfo>> {
-        const value = it.queue.shift();
-        if (value !== undefined) return Promise.resolve({ value, done: false });
-        if (self.#closed || !iters.has(it)) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => {
-          it.wake = resolve;
-        });
-      },
-      return(): Promise<IteratorResult<ExitInfo>> {
-        iters.delete(it);
-        it.queue.length = 0;
-        it.wake?.({ value: undefined, done: true });
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-    };
-  }
-}
-
-function push(it: Iter, info: ExitInfo): void {
-  const wake = it.wake;
-  if (wake !== undefined) {
-    it.wake = undefined;
-    wake({ value: info, done: false });
-  } else {
-    it.queue.push(info);
+    return this.#iters.iterator();
   }
 }

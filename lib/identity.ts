@@ -13,9 +13,9 @@
 //   possible in principle (a pid recycled within one tick, usually 10 ms, which needs the whole pid space to wrap
 //   in that time); the inode has no such hole. The start time is read, then the pidfd is checked for exit: only a
 //   process that has not exited still holds its pid, so the file read was its own.
-import { fstatSync, readFileSync, statfsSync } from 'node:fs';
+import { fstatSync, statfsSync } from 'node:fs';
 import { codedError, E, outOfResource, systemError } from './errors';
-import { readStat } from './procfs';
+import { parseStat, ProcessHandle, readBootId, readChecked } from './procfs';
 import { invalidType, invalidValue } from './validate';
 
 /** statfs f_type of pidfs (include/uapi/linux/magic.h: PID_FS_MAGIC, "PIDF"). */
@@ -50,24 +50,25 @@ export function forceIdSource(source: IdSource | undefined): void {
 }
 
 /**
- * The id of the process behind `fd` (opened for `pid`), as `source` defines it. `exited` is the pidfd's own
- * exit check: the start-time fallback needs it to know that the /proc file it read was this process's.
+ * The id of the process `p` names, as `source` defines it. The start-time fallback reads /proc through the pidfd
+ * (`readChecked`), so it is never a stranger's that inherited the pid.
  */
-export function readId(fd: number, pid: number, source: IdSource, exited: () => boolean): bigint {
-  if (source === 'ino') return fstatSync(fd, { bigint: true }).ino;
-  const stat = readStat(pid);
-  if (stat === undefined || exited()) {
+export function readId(p: ProcessHandle, source: IdSource): bigint {
+  if (source === 'ino') return fstatSync(p.fd, { bigint: true }).ino;
+  try {
+    return parseStat(readChecked(p, 'stat', { allowExiting: true })).startTime;
+  } catch {
     // Exited: its pid may already belong to someone else, so /proc cannot say whose start time we would read.
-    throw systemError(-E.ESRCH, `open /proc/${pid}/stat`, 'the process has exited; its start time can no longer be read safely');
+    const why = 'the process has exited; its start time can no longer be read safely';
+    throw systemError(-E.ESRCH, `open /proc/${p.pid}/stat`, why);
   }
-  return stat.startTime;
 }
 
 let bootIdCache: string | undefined;
 
 /** This boot's random id (/proc/sys/kernel/random/boot_id): a new one after every reboot. */
 export function bootId(): string {
-  return (bootIdCache ??= readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim());
+  return (bootIdCache ??= readBootId());
 }
 
 const FORMAT = /^pidfd1:([0-9a-f-]{36}):(ino|start):(\d{1,20}):(\d{1,7})$/;
@@ -100,10 +101,7 @@ export function staleError(identity: string, pid: number, why: string): Error {
 }
 
 /** A handle `adopt` can check and close: the subset of PidFd it needs. */
-export interface Adoptable {
-  readonly fd: number;
-  readonly pid: number;
-  readonly exited: boolean;
+export interface Adoptable extends ProcessHandle {
   close(): void;
 }
 
@@ -120,7 +118,7 @@ export function adoptWith<T extends Adoptable>(identity: string, open: (pid: num
     if (want.source === 'ino' && idSource(p.fd) !== 'ino') {
       throw staleError(identity, want.pid, 'it was taken with pidfs inode ids, which this kernel does not have');
     }
-    const now = readId(p.fd, want.pid, want.source, () => p.exited);
+    const now = readId(p, want.source);
     if (now !== want.id) {
       throw staleError(identity, want.pid, `pid ${want.pid} now belongs to a different process`);
     }

@@ -17,8 +17,10 @@ export type { Advice, MemoryRange } from './madvise';
 export { capabilities, FEATURES } from './capabilities';
 export type { Capabilities } from './capabilities';
 export type { SystemError, CodedError, PidfdErrorCode } from './errors';
-// Memory view, reclaim, pressure and the low-memory killer (issue 4).
+// Memory view, reclaim, /proc, pressure and the low-memory killer.
 export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } from './memory';
+export { readProcess } from './procfs';
+export type { ProcessView, ProcStat } from './procfs';
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
 export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
 export type {
@@ -31,7 +33,8 @@ export type {
 
 // Process-manager toolkit: terminate with escalation, race-free tree kill, exit watching.
 export { terminate } from './terminate';
-export type { Target, TerminateOptions, TerminateResult } from './terminate';
+export type { Target, TerminateOptions } from './target';
+export type { TerminateResult } from './terminate';
 export { killTree } from './tree';
 export type { KillTreeOptions, KillTreeResult, TreeMember } from './tree';
 export { ExitWatcher } from './exit-watcher';

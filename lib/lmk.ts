@@ -11,12 +11,12 @@
 // - Never this process, never pid 1.
 // - One victim at a time, and never while the previous victim's memory is still coming back.
 import { EventEmitter } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { C, native } from './binding';
+import { readCgroupProcs, readMemoryCgroup } from './cgroup';
 import { codedError, systemError } from './errors';
-import { MemoryInfo, parseMaps, readProc } from './memory';
+import { MemoryInfo, parseMaps } from './memory';
 import { PidFd } from './pidfd';
+import { childrenByScan, parseStat, readChecked, readMeminfo, readSelf } from './procfs';
 import { PressureEvent, PressureResource, PressureWatcher, watchPressure, WatchPressureOptions } from './pressure';
 import { toSignalNumber } from './signals';
 import {
@@ -220,36 +220,17 @@ const sleep = (ms: number, ref: boolean): Promise<void> =>
  * const { available, total, source } = readHeadroom('/sys/fs/cgroup/memory/workers');
  */
 export function readHeadroom(cgroup?: string): MemoryHeadroom {
-  const meminfo = (): Map<string, number> => {
-    const m = new Map<string, number>();
-    for (const x of readFileSync('/proc/meminfo', 'latin1').matchAll(/^(\w+):\s+(\d+) kB$/gm)) m.set(x[1], Number(x[2]) * 1024);
-    return m;
-  };
   if (cgroup === undefined) {
-    const m = meminfo();
+    const m = readMeminfo();
     return { available: m.get('MemAvailable') ?? m.get('MemFree') ?? 0, total: m.get('MemTotal') ?? 0, source: 'meminfo' };
   }
-  const read = (f: string): string | undefined => {
-    try {
-      return readFileSync(join(cgroup, f), 'latin1').trim();
-    } catch {
-      return undefined;
-    }
-  };
-  let usage = read('memory.usage_in_bytes');
-  let limit = read('memory.limit_in_bytes');
-  let source: MemoryHeadroom['source'] = 'cgroup-v1';
-  if (usage === undefined) {
-    usage = read('memory.current');
-    limit = read('memory.max');
-    source = 'cgroup-v2';
-  }
-  if (usage === undefined) {
+  const cg = readMemoryCgroup(cgroup);
+  if (cg === undefined) {
     throw codedError('ERR_PIDFD_NO_MEMORY_CGROUP', `${cgroup} is not a memory cgroup (no memory.usage_in_bytes or memory.current)`);
   }
-  const memTotal = meminfo().get('MemTotal') ?? Infinity;
-  const lim = limit === undefined || limit === 'max' ? memTotal : Math.min(Number(limit), memTotal);
-  return { available: lim - Number(usage), total: lim, source };
+  const memTotal = readMeminfo().get('MemTotal') ?? Infinity;
+  const lim = cg.limit === undefined ? memTotal : Math.min(cg.limit, memTotal);
+  return { available: lim - cg.usage, total: lim, source: cg.version === 1 ? 'cgroup-v1' : 'cgroup-v2' };
 }
 
 /**
@@ -282,7 +263,7 @@ export interface LockResult {
  * const { ranges, bytes } = lockMemory();
  */
 export function lockMemory(): LockResult {
-  const maps = parseMaps(readFileSync('/proc/self/maps', 'latin1')).filter((m) => m.kind === 'file');
+  const maps = parseMaps(readSelf('maps')).filter((m) => m.kind === 'file');
   const flat: bigint[] = [];
   let bytes = 0;
   for (const m of maps) {
@@ -498,8 +479,8 @@ export class LowMemoryKiller extends EventEmitter {
     for (const pidfd of handles) {
       try {
         const memory = pidfd.memory();
-        const oomScoreAdj = Number(readProc(pidfd, 'oom_score_adj').trim());
-        const comm = readProc(pidfd, 'comm').trim();
+        const oomScoreAdj = Number(readChecked(pidfd, 'oom_score_adj').trim());
+        const comm = readChecked(pidfd, 'comm').trim();
         const c: Candidate = { pid: pidfd.pid, pidfd, comm, oomScoreAdj, memory, protected: false };
         c.protected = Array.isArray(protect) ? protect.includes(c.pid) : typeof protect === 'function' ? protect(c) === true : false;
         out.push(c);
@@ -533,19 +514,18 @@ export class LowMemoryKiller extends EventEmitter {
         }
       }
     } else if ('cgroup' in src) {
-      const procs = (): Set<number> =>
-        new Set(readFileSync(join(src.cgroup, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean).map(Number));
+      const procs = (): Set<number> => new Set(readCgroupProcs(src.cgroup));
       const opened = [...procs()].map((pid) => this.#open(pid)).filter((p): p is PidFd => p !== undefined);
       // Opened after the first read: check membership again now, and that each process lived through that check.
       const again = procs();
       for (const p of opened) if (again.has(p.pid) && !p.exited) admit(p);
     } else {
       const parent = src.childrenOf;
-      for (const pid of childrenOf(parent)) {
+      for (const pid of childrenByScan().get(parent) ?? []) {
         const p = this.#open(pid);
         if (p === undefined) continue;
         try {
-          if (ppidOf(readProc(p, 'stat')) === parent) admit(p); // readProc re-checks the pidfd after reading
+          if (parseStat(readChecked(p, 'stat')).ppid === parent) admit(p);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
         }
@@ -741,22 +721,4 @@ export class LowMemoryKiller extends EventEmitter {
     // The next decision, if pressure remains, is a new episode: run it now rather than at the next tick.
     if (this.#running) this.#again = true;
   }
-}
-
-function ppidOf(stat: string): number {
-  // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
-function childrenOf(parent: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (ppidOf(readFileSync(`/proc/${name}/stat`, 'latin1')) === parent) out.push(Number(name));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
 }

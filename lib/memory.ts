@@ -4,19 +4,11 @@
 // data may belong to a stranger that inherited the pid (or be the empty maps of a zombie), so it is thrown away and
 // the call fails with ESRCH. If the process is still alive after the read, the pid named it for the whole read: a
 // pid cannot change hands while its process lives.
-import { readFileSync } from 'node:fs';
 import { C } from './binding';
-import { E, systemError, SystemError } from './errors';
+import { SystemError } from './errors';
 import { adviseRanges } from './madvise';
+import { goneError, parseKb, parseStatm, ProcessHandle, readChecked } from './procfs';
 import { invalidType, invalidValue, validateObject } from './validate';
-
-/** What memory.ts needs of a PidFd (structural, so this module does not import the class). */
-export interface ProcessHandle {
-  readonly pid: number;
-  /** Throws ERR_PIDFD_CLOSED once closed. */
-  readonly fd: number;
-  readonly exited: boolean;
-}
 
 /**
  * A process's memory in bytes, as `pidfd.memory()` returns it. Where each number comes from (see also
@@ -128,63 +120,12 @@ export interface ReclaimResult {
   retries: number;
 }
 
-const KB = 1024;
 const KINDS: readonly MappingKind[] = ['anon', 'file', 'stack', 'heap', 'shmem'];
 const MAX_RETRIES = 3;
 
-/** The ESRCH that every reader throws for a process that has exited. */
-function gone(pid: number, file: string): SystemError {
-  return Object.assign(systemError(-E.ESRCH, 'read', `/proc/${pid}/${file}: the process has exited`), {
-    path: `/proc/${pid}/${file}`,
-  });
-}
-
-/** Reads /proc/<pid>/<file> of the process `p` names, or throws: ESRCH once the process has exited (whatever the
- *  read returned), else the read's own error. */
-export function readProc(p: ProcessHandle, file: string): string {
-  p.fd; // throws if closed
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${p.pid}/${file}`, 'latin1');
-  } catch (err) {
-    if (p.exited) throw gone(p.pid, file);
-    const code = (err as NodeJS.ErrnoException).code;
-    // ENOENT/ESRCH while the pidfd says alive: a thread pidfd, or /proc mounted from another pid namespace.
-    if (code === 'ENOENT' || code === 'ESRCH') throw gone(p.pid, file);
-    throw err;
-  }
-  if (p.exited || exiting(p.pid)) throw gone(p.pid, file);
-  return text;
-}
-
-// PF_EXITING (include/linux/sched.h): set at the start of do_exit(), before exit_mm() drops the memory map and long
-// before the pidfd reports the exit (exit_notify()). In between, maps and smaps_rollup read back empty or cut short
-// (a read that spans exit_mm() stops where the map went away) while the pidfd still says "alive": found by
-// test/54-exit-races.ts. So a read counts only if the process had not begun exiting when it ended.
-const PF_EXITING = 0x4;
-
-function exiting(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return true;
-  }
-  // Fields after the command (which may hold spaces and parentheses): state is the 3rd field, flags the 9th.
-  const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
-  return (flags & PF_EXITING) !== 0;
-}
-
-/** `Name:   123 kB` fields of smaps_rollup / status, in bytes. */
-function kbFields(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^(\w+):\s+(\d+) kB$/gm)) out.set(m[1], Number(m[2]) * KB);
-  return out;
-}
-
 function fromRollup(rollup: string, status: string): MemoryInfo {
-  const r = kbFields(rollup);
-  const s = kbFields(status);
+  const r = parseKb(rollup);
+  const s = parseKb(status);
   const need = (m: Map<string, number>, k: string, file: string): number => {
     const v = m.get(k);
     if (v === undefined) throw Object.assign(new Error(`no ${k} field in ${file}`), { code: 'ERR_PIDFD_PROC_FORMAT' });
@@ -202,7 +143,7 @@ function fromRollup(rollup: string, status: string): MemoryInfo {
 }
 
 function fromStatus(status: string): MemoryInfo | undefined {
-  const s = kbFields(status);
+  const s = parseKb(status);
   const rss = s.get('VmRSS');
   const anon = s.get('RssAnon');
   if (rss === undefined || anon === undefined) return undefined; // before Linux 4.5, or a kernel thread
@@ -213,7 +154,7 @@ function fromStatus(status: string): MemoryInfo | undefined {
 }
 
 function fromStatm(statm: string): MemoryInfo {
-  const [, resident, shared] = statm.trim().split(/\s+/).map(Number);
+  const { resident, shared } = parseStatm(statm);
   const rss = resident * C.PAGE_SIZE;
   const file = shared * C.PAGE_SIZE;
   return { rss, pss: rss, anon: Math.max(0, rss - file), file, shmem: 0, swap: 0, source: 'statm' };
@@ -224,7 +165,7 @@ export function readMemory(p: ProcessHandle, source: MemoryInfo['source'] = 'sma
   if (source === 'smaps_rollup') {
     let rollup: string | undefined;
     try {
-      rollup = readProc(p, 'smaps_rollup');
+      rollup = readChecked(p, 'smaps_rollup');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') throw err;
@@ -232,14 +173,14 @@ export function readMemory(p: ProcessHandle, source: MemoryInfo['source'] = 'sma
     if (rollup !== undefined) {
       // A kernel thread (no mm) reads back empty: no Rss line.
       if (!/^Rss:/m.test(rollup)) return { rss: 0, pss: 0, anon: 0, file: 0, shmem: 0, swap: 0, source: 'smaps_rollup' };
-      return fromRollup(rollup, readProc(p, 'status'));
+      return fromRollup(rollup, readChecked(p, 'status'));
     }
   }
   if (source !== 'statm') {
-    const m = fromStatus(readProc(p, 'status'));
+    const m = fromStatus(readChecked(p, 'status'));
     if (m !== undefined) return m;
   }
-  return fromStatm(readProc(p, 'statm'));
+  return fromStatm(readChecked(p, 'statm'));
 }
 
 function kindOf(path: string): MappingKind {
@@ -277,7 +218,7 @@ export function parseMaps(text: string): Mapping[] {
 
 /** @internal */
 export function readMaps(p: ProcessHandle): Mapping[] {
-  return parseMaps(readProc(p, 'maps'));
+  return parseMaps(readChecked(p, 'maps'));
 }
 
 interface Plan {
@@ -336,10 +277,10 @@ export function reclaim(p: ProcessHandle, options?: ReclaimOptions): ReclaimResu
       const e = err as SystemError & { bytesAdvised?: number };
       // ENOMEM: part of a range is no longer mapped; EFAULT/EINVAL: what is mapped there now refuses the advice.
       if (e.syscall !== 'process_madvise' || !['ENOMEM', 'EFAULT', 'EINVAL'].includes(e.code) || retries === MAX_RETRIES) {
-        if (e.code === 'ESRCH' || p.exited) throw gone(p.pid, 'maps');
+        if (e.code === 'ESRCH' || p.exited) throw goneError(p.pid, 'maps');
         throw err;
       }
-      if (p.exited) throw gone(p.pid, 'maps');
+      if (p.exited) throw goneError(p.pid, 'maps');
       // Find where the kernel stopped: the ranges are in address order, and it finished bytesAdvised of them.
       let done = BigInt(e.bytesAdvised ?? 0);
       advised += Number(done);

@@ -222,7 +222,7 @@ export class PidFd {
   get id(): bigint {
     if (this.#id === undefined) {
       const fd = this.#live();
-      this.#id = readId(fd, this.#pid, idSource(fd), () => this.exited);
+      this.#id = readId(this, idSource(fd));
     }
     return this.#id;
   }
@@ -262,6 +262,17 @@ export class PidFd {
     const r = native.poll(this.#live());
     if (r > 0 && (r & C.POLLIN) !== 0) this.#exited = true;
     return this.#exited;
+  }
+
+  /**
+   * True once the process has exited and its parent has reaped it (the pidfd reports POLLHUP): from then on its pid
+   * may name another process. An unreaped zombie is `exited` but not `reaped`. Throws `ERR_PIDFD_CLOSED` if closed.
+   *
+   * @example
+   * if (p.exited && !p.reaped) console.log(`${p.pid} is a zombie: its pid is still its own`);
+   */
+  get reaped(): boolean {
+    return (native.poll(this.#live()) & C.POLLHUP) !== 0;
   }
 
   #live(): number {

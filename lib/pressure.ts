@@ -1,7 +1,7 @@
 // Pressure Stall Information: reading /proc/pressure/* (or a cgroup v2 group's *.pressure file), and watching it
 // with a kernel PSI trigger where the kernel accepts one, else by sampling the stall totals.
 //
-// Kernel facts this file is built around (Linux 6.18, found on this project's machines; see docs/low-memory-killer.md):
+// Kernel facts this file is built around (see docs/low-memory-killer.md):
 // - A trigger is "some|full <stall µs> <window µs>" written to the file. The /proc write handler overwrites the last
 //   byte written with a NUL, so the string must end with "\n" (unterminated, its window is parsed truncated: EINVAL).
 // - Without CAP_SYS_RESOURCE the window must be a multiple of 2 s, at most 10 s (2, 4, 6, 8, 10 s), and such
@@ -16,6 +16,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, native } from './binding';
 import { codedError, outOfResource, systemError, unsupported } from './errors';
+import { EventIterators } from './event-iterator';
 import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
@@ -226,9 +227,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   #ref: boolean;
   #signal: AbortSignal | undefined;
   #onAbort = (): void => this.close();
-  #queue: PressureEvent[] = [];
-  #waiting: { resolve(r: IteratorResult<PressureEvent>): void; reject(e: unknown): void }[] = [];
-  #failure: unknown;
+  #iters = new EventIterators<PressureEvent>();
 
   /** @internal Use `watchPressure()`. */
   constructor(options: WatchPressureOptions) {
@@ -346,13 +345,9 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
       resource: this.resource, kind: this.kind, mode: this.mode, stall: v.stall, span: v.span,
       threshold: this.threshold, window: this.window, total: now[1], time: Date.now(),
     };
-    const w = this.#waiting.shift();
-    if (w) w.resolve({ value: event, done: false });
-    else if (this.#iterating) this.#queue.push(event);
+    this.#iters.push(event);
     this.emit('pressure', event);
   }
-
-  #iterating = false;
 
   #onPoll = (status: number, events: number): void => {
     if (this.#closed) return;
@@ -396,10 +391,8 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   };
 
   #fail(err: unknown): void {
-    this.#failure = err;
-    const w = this.#waiting.splice(0);
-    for (const x of w) x.reject(err);
-    if (this.listenerCount('error') > 0 || w.length === 0) this.emit('error', err);
+    const rejected = this.#iters.fail(err);
+    if (this.listenerCount('error') > 0 || rejected === 0) this.emit('error', err);
     this.close();
   }
 
@@ -435,7 +428,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     this.#poll = 0;
     clearTimeout(this.#timer);
     this.#signal?.removeEventListener('abort', this.#onAbort);
-    for (const w of this.#waiting.splice(0)) w.resolve({ value: undefined, done: true });
+    this.#iters.end();
     this.emit('close');
   }
 
@@ -444,22 +437,17 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     this.close();
   }
 
-  /** Pressure events until `close()`; breaking out of the loop closes the watcher. */
-  [Symbol.asyncIterator](): AsyncIterator<PressureEvent> {
-    this.#iterating = true;
-    return {
-      next: () => {
-        const queued = this.#queue.shift();
-        if (queued) return Promise.resolve({ value: queued, done: false });
-        if (this.#failure !== undefined) return Promise.reject(this.#failure);
-        if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
-      },
-      return: () => {
-        this.close();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+  /**
+   * Pressure events from now on, until `close()`. Breaking out of the loop ends only that iteration, as with Node's
+   * `events.on()`: the watcher keeps watching (close it when done), and events are no longer buffered for that loop.
+   * A failure of the watcher rejects the pending and later `next()` calls.
+   *
+   * @example
+   * for await (const e of w) if (e.stall > 500) break;
+   * w.close(); // breaking out did not close it
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<PressureEvent> {
+    return this.#iters.iterator();
   }
 }
 

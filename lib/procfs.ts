@@ -1,42 +1,150 @@
-// Reading /proc/<pid> for the toolkit (terminate, killTree, identity). Every reader here returns what the file said
-// at the moment it was read, or undefined when the pid had no such file; none of them knows whether that pid still
-// names the process the caller means. That is the caller's job, always the same way: read, then check that a
-// pidfd for the process has not exited. A process that has not exited still holds its pid, so the read was of it.
+// Every read of /proc in the package, and one parser per /proc file. The rule: a pid names its process only while
+// that process has not exited, so a read about another process counts only if its pidfd has not exited after the
+// read (`readChecked`). Reads that skip the check say so in their name (`readUnchecked`, `statUnchecked`), and
+// listings (`listPids`, `listChildren`, `childrenByScan`) are hints: each pid they give must be opened and checked.
 import { readdirSync, readFileSync } from 'node:fs';
+import { E, systemError, SystemError } from './errors';
+import type { PidFd } from './pidfd';
 
-/** The fields of /proc/<pid>/stat the toolkit uses. */
+/** What a checked read needs of a PidFd (structural, so this module does not import the class). */
+export interface ProcessHandle {
+  readonly pid: number;
+  /** Throws ERR_PIDFD_CLOSED once closed. */
+  readonly fd: number;
+  readonly exited: boolean;
+}
+
+/**
+ * The fields of /proc/<pid>/stat the package uses (`readProcess(p).stat`).
+ *
+ * @example
+ * const st: ProcStat | undefined = readProcess(p)?.stat;
+ * if (st?.state === 'T') console.log(`${p.pid} is stopped; its group is ${st.pgid}`);
+ */
 export interface ProcStat {
   /** R, S, D, T (stopped), t (traced), Z, X, I ... */
   state: string;
   ppid: number;
   pgid: number;
   sid: number;
+  /** The task's PF_* flags (field 9). */
+  flags: number;
   /** Clock ticks after boot at which the process started (field 22). */
   startTime: bigint;
 }
 
-function readOrUndefined(path: string): string | undefined {
+/** Options of `readChecked`. */
+export interface CheckOptions {
+  /** Count a read made after the process began exiting (PF_EXITING): enough for identity fields (ppid, pgid,
+   *  cgroup), whose values outlive exit_mm(); never for memory files, which exit_mm() empties. */
+  allowExiting?: boolean;
+}
+
+/** The ESRCH every checked read throws for a process that has exited. */
+export function goneError(pid: number, file: string): SystemError {
+  return Object.assign(systemError(-E.ESRCH, 'read', `/proc/${pid}/${file}: the process has exited`), {
+    path: `/proc/${pid}/${file}`,
+  });
+}
+
+/**
+ * Reads /proc/<pid>/<file> of the process `p` names, or throws: ESRCH once the process has exited (whatever the
+ * read returned) or had begun exiting when the read ended (unless `allowExiting`), else the read's own error.
+ */
+export function readChecked(p: ProcessHandle, file: string, options?: CheckOptions): string {
+  p.fd; // throws if closed
+  let text: string;
   try {
-    return readFileSync(path, 'latin1');
+    text = readFileSync(`/proc/${p.pid}/${file}`, 'latin1');
+  } catch (err) {
+    if (p.exited) throw goneError(p.pid, file);
+    const code = (err as NodeJS.ErrnoException).code;
+    // ENOENT/ESRCH while the pidfd says alive: a thread pidfd, or /proc mounted from another pid namespace.
+    if (code === 'ENOENT' || code === 'ESRCH') throw goneError(p.pid, file);
+    throw err;
+  }
+  if (p.exited || (options?.allowExiting !== true && exiting(p.pid))) throw goneError(p.pid, file);
+  return text;
+}
+
+// PF_EXITING (include/linux/sched.h) is set at the start of do_exit(), before exit_mm() drops the memory map and
+// long before the pidfd reports the exit: in between, maps and smaps_rollup read back empty or cut short.
+const PF_EXITING = 0x4;
+
+function exiting(pid: number): boolean {
+  const stat = statUnchecked(pid);
+  return stat === undefined || (stat.flags & PF_EXITING) !== 0;
+}
+
+/** /proc/<pid>/<file> as it is now, or undefined if it cannot be read. Unchecked: the pid may name a stranger
+ *  by now, so the caller checks the process's pidfd after the read before trusting it. */
+export function readUnchecked(pid: number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'latin1');
   } catch {
     return undefined; // ENOENT/ESRCH: the process (or thread) is gone
   }
 }
 
+/** /proc/self/<file> of this process (no check needed: we are alive); throws the read's error. */
+export function readSelf(file: string): string {
+  return readFileSync(`/proc/self/${file}`, 'latin1');
+}
+
 /** Parses /proc/<pid>/stat; the command name may hold spaces and parentheses, so fields start after the last ')'. */
-export function readStat(pid: number): ProcStat | undefined {
-  const text = readOrUndefined(`/proc/${pid}/stat`);
-  if (text === undefined) return undefined;
+export function parseStat(text: string): ProcStat {
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // f[0] is field 3 (state), so field n is f[n - 3].
-  return { state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), startTime: BigInt(f[19]) };
+  return {
+    state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), flags: Number(f[6]),
+    startTime: BigInt(f[19]),
+  };
+}
+
+/** /proc/<pid>/stat parsed, unchecked (see `readUnchecked`). */
+export function statUnchecked(pid: number): ProcStat | undefined {
+  const text = readUnchecked(pid, 'stat');
+  return text === undefined ? undefined : parseStat(text);
+}
+
+/** `Name:   123 kB` fields (status, smaps_rollup, meminfo), in bytes. */
+export function parseKb(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^(\w+):\s+(\d+) kB$/gm)) out.set(m[1], Number(m[2]) * 1024);
+  return out;
+}
+
+/** /proc/<pid>/statm: sizes in pages. */
+export function parseStatm(text: string): { size: number; resident: number; shared: number } {
+  const [size, resident, shared] = text.trim().split(/\s+/).map(Number);
+  return { size, resident, shared };
+}
+
+/** The cgroup v2 path in /proc/<pid>/cgroup (its "0::" line), if it has one. */
+export function parseCgroupV2(text: string): string | undefined {
+  return text.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
+}
+
+/** A list of pids separated by spaces or newlines (task/<tid>/children, cgroup.procs). */
+export function parsePids(text: string): number[] {
+  return text.split(/\s+/).filter((w) => w !== '').map(Number);
+}
+
+/** /proc/meminfo's kB fields, in bytes. */
+export function readMeminfo(): Map<string, number> {
+  return parseKb(readFileSync('/proc/meminfo', 'latin1'));
+}
+
+/** This boot's random id (/proc/sys/kernel/random/boot_id). */
+export function readBootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
 }
 
 /**
- * The pids in /proc/<pid>/task/<tid>/children for every thread of `pid` (CONFIG_PROC_CHILDREN, Linux 4.2). Each
- * thread keeps its own list of the children it forked, so the whole process's children need all of them.
+ * A hint: the pids in /proc/<pid>/task/<tid>/children for every thread of `pid` (CONFIG_PROC_CHILDREN, Linux
+ * 4.2). Each thread keeps its own list of the children it forked, so the whole process's children need all of them.
  */
-export function readChildren(pid: number): number[] {
+export function listChildren(pid: number): number[] {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -45,24 +153,84 @@ export function readChildren(pid: number): number[] {
   }
   const out: number[] = [];
   for (const tid of tids) {
-    const text = readOrUndefined(`/proc/${pid}/task/${tid}/children`);
-    if (text === undefined) continue; // the thread exited meanwhile
-    for (const word of text.split(' ')) if (word !== '' && word !== '\n') out.push(Number(word));
+    const text = readUnchecked(pid, `task/${tid}/children`);
+    if (text !== undefined) out.push(...parsePids(text)); // undefined: the thread exited meanwhile
   }
   return out;
 }
 
 /** Whether the kernel has /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN). */
 export function hasChildrenFiles(): boolean {
-  return readOrUndefined(`/proc/${process.pid}/task/${process.pid}/children`) !== undefined;
+  return readUnchecked(process.pid, `task/${process.pid}/children`) !== undefined;
 }
 
-/** Every pid in /proc (processes, not threads). */
-export function allPids(): number[] {
+/** A hint: every pid in /proc (processes, not threads). */
+export function listPids(): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
     const c = name.charCodeAt(0);
     if (c >= 48 && c <= 57) out.push(Number(name));
   }
   return out;
+}
+
+/** A hint: every process's pid grouped by its parent's, from one scan of every /proc/<pid>/stat. */
+export function childrenByScan(): Map<number, number[]> {
+  const byParent = new Map<number, number[]>();
+  for (const pid of listPids()) {
+    const ppid = statUnchecked(pid)?.ppid;
+    if (ppid === undefined) continue;
+    const list = byParent.get(ppid);
+    if (list) list.push(pid);
+    else byParent.set(ppid, [pid]);
+  }
+  return byParent;
+}
+
+/**
+ * What /proc says about a process, as `readProcess` returns it. A field is absent when its file could not be read.
+ *
+ * @example
+ * const v: ProcessView | undefined = readProcess(p);
+ * if (v) console.log(v.state, v.ppid, v.cmdline?.join(' '), v.status?.get('VmRSS'));
+ */
+export interface ProcessView {
+  /** /proc/<pid>/comm */
+  comm?: string;
+  /** /proc/<pid>/cmdline, split at the NULs. */
+  cmdline?: string[];
+  /** From /proc/<pid>/stat. */
+  stat?: ProcStat;
+  /** The lines of /proc/<pid>/cgroup. */
+  cgroup?: string[];
+  /** The `kB` fields of /proc/<pid>/status (VmRSS, RssAnon, RssFile, RssShmem, VmSize, VmSwap ...), in bytes. */
+  status?: Map<string, number>;
+}
+
+/**
+ * Reads a process's comm, cmdline, stat, cgroup and status from /proc, then checks its pidfd: if it has exited by
+ * then, the pid may already name another process, so nothing is returned (`undefined`). Otherwise every file read
+ * was this process's. A process whose main thread has exited while other threads run is alive, and shown.
+ *
+ * @example
+ * import { PidFd, readProcess } from 'pidfd';
+ * const view = readProcess(PidFd.open(pid));
+ * console.log(view ? `${view.comm} (state ${view.stat?.state})` : 'exited');
+ */
+export function readProcess(pidfd: PidFd): ProcessView | undefined {
+  pidfd.fd; // throws if closed
+  const pid = pidfd.pid;
+  const stat = readUnchecked(pid, 'stat');
+  const cmdline = readUnchecked(pid, 'cmdline');
+  const comm = readUnchecked(pid, 'comm');
+  const cgroup = readUnchecked(pid, 'cgroup');
+  const status = readUnchecked(pid, 'status');
+  if (pidfd.exited) return undefined; // after the reads: if it has not exited, they were of this process
+  return {
+    comm: comm?.trim(),
+    cmdline: cmdline?.split('\0').filter((s) => s !== ''),
+    stat: stat === undefined ? undefined : parseStat(stat),
+    cgroup: cgroup?.split('\n').filter((s) => s !== ''),
+    status: status === undefined ? undefined : parseKb(status),
+  };
 }

@@ -7,6 +7,11 @@ const byNumber = new Map<number, NodeJS.Signals>();
 // First name wins, so 6 is SIGABRT (not SIGIOT) and 29 is SIGIO (not SIGPOLL), as Node names them.
 for (const [name, num] of Object.entries(byName)) if (!byNumber.has(num)) byNumber.set(num, name as NodeJS.Signals);
 
+/** The signals the toolkit sends itself. */
+export const SIGKILL = byName.SIGKILL;
+export const SIGSTOP = byName.SIGSTOP;
+export const SIGCONT = byName.SIGCONT;
+
 /** Highest signal number on Linux (SIGRTMAX). */
 export const SIGNAL_MAX = 64;
 

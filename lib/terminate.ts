@@ -4,48 +4,13 @@
 // exactly as the grace period runs out (and its pid is recycled at once), the kill signal finds the pidfd's
 // process already exited and is not sent (PidFd.kill returns false). The outcome is reported only once the kernel
 // says the process has exited, never because a timer ran out.
-import { ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { capabilities } from './capabilities';
-import { abortReason, codedError, E } from './errors';
+import { abortReason } from './errors';
 import { ExitInfo } from './exit';
-import { PidFd } from './pidfd';
-import { readStat } from './procfs';
-import { signalName, toSignalNumber } from './signals';
-import {
-  invalidType, validateAbortSignal, validateBoolean, validateInteger, validateObject, validateTimeout,
-} from './validate';
-
-/**
- * What `terminate` and `killTree` accept as a process.
- *
- * @example
- * const targets: Target[] = [child, PidFd.open(pid), 1234];
- * await Promise.all(targets.map((t) => terminate(t)));
- */
-export type Target = number | PidFd | ChildProcess;
-
-/**
- * Options of `terminate`.
- *
- * @example
- * const opts: TerminateOptions = { signal: 'SIGINT', timeout: 10_000, killSignal: false };
- * await terminate(pid, opts); // never SIGKILL: rejects with ETIMEDOUT after 10 s
- */
-export interface TerminateOptions {
-  /** The polite signal (default 'SIGTERM'). */
-  signal?: NodeJS.Signals | number;
-  /** Grace period in ms before escalating (default 5000). */
-  timeout?: number;
-  /** Sent after the grace period (default 'SIGKILL'); `false`: never escalate, reject with ETIMEDOUT instead. */
-  killSignal?: NodeJS.Signals | number | false;
-  /** After the kill signal, how long to wait for the exit before rejecting with ETIMEDOUT (default 5000). */
-  killTimeout?: number;
-  /** Call process_mrelease after the kill signal, so the memory comes back at once (default true). */
-  release?: boolean;
-  /** Stops waiting (rejects with the signal's reason); signals already sent stay sent. */
-  abortSignal?: AbortSignal;
-}
+import { statUnchecked } from './procfs';
+import { SIGCONT, SIGKILL, signalName } from './signals';
+import { isStopped, openTarget, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './target';
 
 /**
  * What `terminate` resolves with.
@@ -66,78 +31,6 @@ export interface TerminateResult {
   signals: string[];
   /** From the call to the exit, in ms. */
   elapsedMs: number;
-}
-
-const DEFAULTS = { signal: 'SIGTERM' as NodeJS.Signals | number, timeout: 5000, killSignal: 'SIGKILL' as NodeJS.Signals | number | false, killTimeout: 5000, release: true };
-
-/** Validated options with defaults (shared with killTree). */
-export interface Resolved {
-  signal: number;
-  timeout: number;
-  killSignal: number | false;
-  killTimeout: number;
-  release: boolean;
-  abortSignal: AbortSignal | undefined;
-}
-
-/** Validates the options terminate and killTree share. */
-export function resolveOptions(options: TerminateOptions | undefined): Resolved {
-  validateObject(options, 'options');
-  const o = { ...DEFAULTS, ...stripUndefined(options) };
-  const signal = toSignalNumber(o.signal, 'options.signal');
-  validateTimeout(o.timeout, 'options.timeout');
-  const killSignal = o.killSignal === false ? false : toSignalNumber(o.killSignal, 'options.killSignal');
-  validateTimeout(o.killTimeout, 'options.killTimeout');
-  validateBoolean(o.release, 'options.release');
-  validateAbortSignal(options?.abortSignal, 'options.abortSignal');
-  return { signal, timeout: o.timeout, killSignal, killTimeout: o.killTimeout, release: o.release, abortSignal: options?.abortSignal };
-}
-
-function stripUndefined<T extends object>(o: T | undefined): Partial<T> {
-  const out: Partial<T> = {};
-  if (o) for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
-}
-
-/**
- * Opens the target. `owned` says whether the PidFd is ours to close. `gone` when the target had already exited
- * and cannot be opened any more (a pid with no process, a ChildProcess Node has reaped).
- */
-export function openTarget(target: Target, name = 'target'):
-  | { p: PidFd; owned: boolean }
-  | { gone: ExitInfo } {
-  if (target instanceof PidFd) return { p: target, owned: false };
-  if (target instanceof ChildProcess) {
-    if (typeof target.pid === 'number' && (target.exitCode !== null || target.signalCode !== null)) {
-      // Node reaped it and knows how it ended.
-      return { gone: { pid: target.pid, code: target.exitCode, signal: target.signalCode, source: 'waitid' } };
-    }
-    return { p: PidFd.fromChild(target), owned: true };
-  }
-  if (typeof target !== 'number') throw invalidType(name, 'a pid (number), a PidFd or a ChildProcess', target);
-  validateInteger(target, name, 1, 2 ** 22);
-  try {
-    return { p: PidFd.open(target), owned: true };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).errno === -E.ESRCH) {
-      return { gone: { pid: target, code: null, signal: null, source: 'none' } };
-    }
-    throw err;
-  }
-}
-
-/**
- * Whether the process is stopped (SIGSTOP/SIGTSTP: state T), read from /proc and trusted only if the process
- * has not exited after the read (then the pid was still its own while we read).
- */
-export function isStopped(p: PidFd): boolean {
-  const st = readStat(p.pid);
-  return st !== undefined && st.state === 'T' && !p.exited;
-}
-
-/** The ETIMEDOUT error terminate and killTree reject with. */
-export function stillRunning(message: string, extra: Record<string, unknown>): Error {
-  return Object.assign(codedError('ETIMEDOUT', message), extra);
 }
 
 /**
@@ -173,7 +66,7 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
   };
   try {
     if (!p.exited) {
-      if (send(o.signal) && o.signal !== 9 && isStopped(p)) send(toSignalNumber('SIGCONT'));
+      if (send(o.signal) && o.signal !== SIGKILL && isStopped(p)) send(SIGCONT);
     }
     let exit: ExitInfo | undefined;
     try {
@@ -191,14 +84,14 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
       // the pidfd and sends nothing, so escalated stays false and no one else can be hit.
       if (send(o.killSignal)) {
         escalated = true;
-        if (o.killSignal !== 9 && isStopped(p)) send(toSignalNumber('SIGCONT'));
-        if (o.release && o.killSignal === 9 && capabilities().processMrelease) released = tryRelease(p);
+        if (o.killSignal !== SIGKILL && isStopped(p)) send(SIGCONT);
+        if (o.release && o.killSignal === SIGKILL && capabilities().processMrelease) released = tryRelease(p);
       }
       try {
         exit = await p.waitExit({ timeout: o.killTimeout, signal: o.abortSignal });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw err;
-        const state = readStat(p.pid)?.state;
+        const state = statUnchecked(p.pid)?.state; // for the message only
         const why = state === 'D' ? ' (it is in uninterruptible sleep, state D: waiting in the kernel, e.g. on I/O or a frozen cgroup)' : state ? ` (state ${state})` : '';
         throw stillRunning(
           `process ${p.pid} has not exited ${o.killTimeout} ms after ${signalName(o.killSignal)}${why}`,
@@ -209,14 +102,5 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
     return { pid: p.pid, exit, escalated, released, signals, elapsedMs: performance.now() - t0 };
   } finally {
     if (owned) p.close();
-  }
-}
-
-/** process_mrelease right after SIGKILL; false when the victim got there first (or is not dying after all). */
-export function tryRelease(p: PidFd): boolean {
-  try {
-    return p.release();
-  } catch {
-    return false; // EINVAL: not dying (a kill signal it survives); nothing to reclaim
   }
 }

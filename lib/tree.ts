@@ -32,17 +32,19 @@
 // that left the tree is still found while its cgroup is walked, and escalation writes `cgroup.kill`, which kills
 // every process in the cgroup, wherever it was re-parented, even one born after the last walk.
 import { setMaxListeners } from 'node:events';
-import { existsSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { C, native } from './binding';
 import { capabilities } from './capabilities';
+import { cgroupOf, cgroupPath, killCgroup, readCgroupProcs, waitCgroupEmpty } from './cgroup';
 import { abortReason, E } from './errors';
 import { ExitInfo } from './exit';
 import { PidFd } from './pidfd';
-import { allPids, hasChildrenFiles, readChildren, readStat } from './procfs';
-import { signalName } from './signals';
-import { isStopped, openTarget, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease } from './terminate';
+import {
+  childrenByScan, hasChildrenFiles, listChildren, listPids, parseStat, ProcStat, readChecked, statUnchecked,
+} from './procfs';
+import { SIGCONT, SIGKILL, SIGSTOP, signalName } from './signals';
+import {
+  isStopped, openTarget, Resolved, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease,
+} from './target';
 import { invalidType, invalidValue, validateBoolean } from './validate';
 
 /**
@@ -122,21 +124,19 @@ export function forceProcScan(on: boolean | undefined): void {
  */
 function childLister(): (pid: number) => number[] {
   childrenFiles ??= hasChildrenFiles();
-  if (childrenFiles) return readChildren;
-  const byParent = new Map<number, number[]>();
-  for (const pid of allPids()) {
-    const ppid = readStat(pid)?.ppid;
-    if (ppid === undefined) continue;
-    const list = byParent.get(ppid);
-    if (list) list.push(pid);
-    else byParent.set(ppid, [pid]);
-  }
+  if (childrenFiles) return listChildren;
+  const byParent = childrenByScan();
   return (pid) => byParent.get(pid) ?? [];
 }
 
-const SIGSTOP = 19;
-const SIGCONT = 18;
-const SIGKILL = 9;
+/** /proc/<pid>/stat of the process `p` names, or undefined once it has exited (then the pid may be another's). */
+function statOf(p: PidFd): ProcStat | undefined {
+  try {
+    return parseStat(readChecked(p, 'stat', { allowExiting: true }));
+  } catch {
+    return undefined;
+  }
+}
 
 class Member {
   readonly signals: string[] = [];
@@ -182,7 +182,7 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
   const includeRoot = options?.includeRoot ?? true;
   const cgroup = options?.cgroup;
   if (cgroup !== undefined && typeof cgroup !== 'string') throw invalidType('options.cgroup', 'of type string', cgroup);
-  const cg = cgroup === undefined ? undefined : cgroupPath(cgroup);
+  const cg = cgroup === undefined ? undefined : cgroupPath(cgroup, 'options.cgroup');
   if (o.abortSignal?.aborted) throw abortReason(o.abortSignal);
   if (root === process.pid || (root instanceof PidFd && root.pid === process.pid)) {
     throw invalidValue('root', root, 'is this process: killTree would stop itself');
@@ -252,8 +252,8 @@ class Tree {
       if ((err as NodeJS.ErrnoException).errno === -E.ESRCH) return undefined;
       throw err;
     }
-    const st = readStat(pid);
-    if (st === undefined || st.ppid !== parent.p.pid || q.exited || parent.p.exited) {
+    const st = statOf(q);
+    if (st === undefined || st.ppid !== parent.p.pid || parent.p.exited) {
       q.close();
       return undefined;
     }
@@ -268,7 +268,7 @@ class Tree {
   walk(onNew: (m: Member) => void): number {
     let found = 0;
     if (this.cgroup !== undefined) {
-      for (const pid of readCgroupProcs(this.cgroup.dir)) {
+      for (const pid of cgroupProcs(this.cgroup.dir)) {
         const known = this.byPid.get(pid);
         if ((known !== undefined && !known.p.exited) || (pid === this.rootMember.p.pid && !this.includeRoot)) continue;
         const q = this.adoptFromCgroup(pid, this.cgroup.path);
@@ -304,7 +304,7 @@ class Tree {
     } catch {
       return undefined;
     }
-    if (readCgroupOf(pid) !== path || q.exited) {
+    if (cgroupOf(q) !== path) {
       q.close();
       return undefined;
     }
@@ -339,14 +339,15 @@ class Tree {
    */
   adoptOrphanedGroup(): void {
     const root = this.rootMember.p;
-    const reaped = (): boolean => (native.poll(root.fd) & C.POLLHUP) !== 0;
-    if (reaped()) return;
-    const st = readStat(root.pid);
-    if (st === undefined || reaped() || st.pgid !== root.pid) return; // read someone else's, or led no group
+    // The root has exited, so readChecked would refuse it: an unreaped zombie still holds its pid, so the check
+    // after this read is that it is not reaped yet.
+    if (root.reaped) return;
+    const st = statUnchecked(root.pid);
+    if (st === undefined || root.reaped || st.pgid !== root.pid) return; // read someone else's, or led no group
     const group = root.pid;
-    for (const pid of allPids()) {
+    for (const pid of listPids()) {
       if (pid === root.pid || pid === process.pid || this.byPid.has(pid)) continue;
-      if (readStat(pid)?.pgid !== group) continue;
+      if (statUnchecked(pid)?.pgid !== group) continue; // a hint, checked below
       let q: PidFd;
       try {
         q = PidFd.open(pid);
@@ -355,7 +356,7 @@ class Tree {
       }
       // Same argument as adoptChild: q not exited after the read means the read was q's; the root still unreaped
       // means the group id still was the root's.
-      if (readStat(pid)?.pgid !== group || q.exited || reaped()) {
+      if (statOf(q)?.pgid !== group || root.reaped) {
         q.close();
         continue;
       }
@@ -399,7 +400,7 @@ class Tree {
     }
   }
 
-  async run(o: ReturnType<typeof resolveOptions>, cgroup: string | undefined, t0: number): Promise<KillTreeResult> {
+  async run(o: Resolved, cgroup: string | undefined, t0: number): Promise<KillTreeResult> {
     let cgroupKilled = false;
     // 1. Stop and walk.
     this.freeze();
@@ -446,12 +447,14 @@ class Tree {
       allGone = await this.watch(o.killTimeout, kill);
       if (!allGone) {
         const left = [...this.targets()];
-        const states = left.map((m) => `${m.p.pid}${(readStat(m.p.pid)?.state ?? '?') === 'D' ? ' (state D: uninterruptible sleep)' : ''}`);
+        const states = left.map((m) => `${m.p.pid}${(statUnchecked(m.p.pid)?.state ?? '?') === 'D' ? ' (state D: uninterruptible sleep)' : ''}`);
         throw stillRunning(`${left.length} process(es) of the tree of ${this.rootMember.p.pid} have not exited ` +
           `${o.killTimeout} ms after ${signalName(o.killSignal)}: ${states.join(', ')}`, { pids: left.map((m) => m.p.pid) });
       }
     }
-    if (cgroup !== undefined && cgroupKilled) await waitCgroupEmpty(cgroup, o.killTimeout);
+    if (cgroup !== undefined && cgroupKilled && !(await waitCgroupEmpty(cgroup, o.killTimeout))) {
+      throw stillRunning(`cgroup ${cgroup} still has processes ${o.killTimeout} ms after cgroup.kill`, { cgroup });
+    }
     const counted = this.members.filter((m) => this.includeRoot || m !== this.rootMember);
     const exits = await Promise.all(counted.map((m) => m.done));
     const processes: TreeMember[] = counted.map((m, i) => ({
@@ -483,72 +486,11 @@ class Tree {
   }
 }
 
-/** Writes cgroup.kill (Linux 5.14); false where the file does not exist. */
-function killCgroup(dir: string): boolean {
-  const file = join(dir, 'cgroup.kill');
-  if (!existsSync(file)) return false;
-  writeFileSync(file, '1');
-  return true;
-}
-
-/** The cgroup v2 path (as /proc/<pid>/cgroup shows it) of a directory of a mounted cgroup2 hierarchy. */
-function cgroupPath(dir: string): { dir: string; path: string } {
-  const real = realpathSync(dir);
-  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (right === undefined || !right.startsWith('cgroup2 ')) continue;
-    const f = left.split(' ');
-    const root = f[3];
-    const mount = f[4];
-    if (real === mount || real.startsWith(`${mount}/`)) {
-      const rel = real.slice(mount.length);
-      return { dir: real, path: root === '/' ? rel || '/' : `${root}${rel}` };
-    }
-  }
-  throw invalidValue('options.cgroup', dir, 'is not a directory of a mounted cgroup v2 hierarchy');
-}
-
-function readCgroupProcs(dir: string): number[] {
+/** cgroup.procs as a hint: a cgroup removed meanwhile has no processes. */
+function cgroupProcs(dir: string): number[] {
   try {
-    return readFileSync(join(dir, 'cgroup.procs'), 'latin1').split('\n').filter((x) => x !== '').map(Number);
+    return readCgroupProcs(dir);
   } catch {
     return [];
   }
-}
-
-/** The cgroup v2 path of a process (the "0::" line of /proc/<pid>/cgroup). */
-function readCgroupOf(pid: number): string | undefined {
-  try {
-    const line = readFileSync(`/proc/${pid}/cgroup`, 'latin1').split('\n').find((l) => l.startsWith('0::'));
-    return line?.slice(3);
-  } catch {
-    return undefined;
-  }
-}
-
-function cgroupPopulated(dir: string): boolean {
-  try {
-    return /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'latin1'));
-  } catch {
-    return false; // the cgroup was removed: nothing left in it
-  }
-}
-
-/** Waits for `populated 0` in cgroup.events (the kernel signals changes to it to inotify, i.e. fs.watch). */
-function waitCgroupEmpty(dir: string, ms: number): Promise<void> {
-  if (!cgroupPopulated(dir)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const w = watch(join(dir, 'cgroup.events'), () => check());
-    const t = setTimeout(() => {
-      w.close();
-      reject(stillRunning(`cgroup ${dir} still has processes ${ms} ms after cgroup.kill`, { cgroup: dir }));
-    }, ms);
-    function check(): void {
-      if (cgroupPopulated(dir)) return;
-      clearTimeout(t);
-      w.close();
-      resolve();
-    }
-    check();
-  });
 }

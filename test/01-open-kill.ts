@@ -190,6 +190,28 @@ t.test('PidFd.fromChild', async (t) => {
   t.match(await spawnError, { code: 'ENOENT' });
 });
 
+t.test('reaped: false while running and while an unreaped zombie, true once its parent reaps it', async (t) => {
+  // sh starts a short sleep in the background and reaps it only at `wait`, after reading a line: until then the
+  // sleep is a zombie of sh.
+  const script = 'sleep 0.2 & echo $!; read x; wait; echo reaped; read y';
+  const sh = track(spawn('sh', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  t.teardown(() => sh.kill('SIGKILL'));
+  const out = new Lines(sh.stdout as Readable);
+  const pidLine = await out.waitFor((l) => /^\d+$/.test(l), 'the background pid');
+  const p = PidFd.open(Number(pidLine));
+  t.teardown(() => p.close());
+  t.equal(p.reaped, false, 'running: not reaped');
+  await p.waitExit();
+  t.equal(p.exited, true);
+  t.equal(procState(p.pid), 'Z', 'a zombie of sh');
+  t.equal(p.reaped, false, 'an unreaped zombie is exited, not reaped');
+  sh.stdin!.write('\n');
+  await out.waitFor((l) => l === 'reaped', 'sh reaped it');
+  t.equal(p.reaped, true, 'reaped by its parent');
+  p.close();
+  t.throws(() => p.reaped, { code: 'ERR_PIDFD_CLOSED' });
+});
+
 t.test('kill sends to the process: default SIGTERM, names and numbers', async (t) => {
   const a = sleeperFor(t);
   const pa = PidFd.fromChild(a);

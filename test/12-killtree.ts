@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { PidFd } from '../lib/pidfd';
-import { readStat } from '../lib/procfs';
+import { statUnchecked as readStat } from '../lib/procfs';
 import { forceProcScan, killTree, KillTreeResult } from '../lib/tree';
 import { ensureDist } from './helpers/dist';
 import { ended, Lines } from './helpers/lines';

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import t from 'tap';
 import { forceIdSource, idSource, PIDFS_MAGIC } from '../lib/identity';
 import { PidFd } from '../lib/pidfd';
-import { readStat } from '../lib/procfs';
+import { statUnchecked as readStat } from '../lib/procfs';
 import { ended, Lines } from './helpers/lines';
 import { exited, fixture, sleeper, track } from './helpers/procs';
 

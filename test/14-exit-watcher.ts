@@ -130,6 +130,40 @@ t.test('delete stops watching; an exited process is reported at once; close ends
   pb.close();
 });
 
+t.test('breaking out of for await ends that loop only: the watcher keeps watching', async (t) => {
+  // The rule of Node's events.on(): leaving the loop removes that loop's listener; it does not close the emitter.
+  const w = new ExitWatcher();
+  const [a, b, c] = [sleeper(), sleeper(), sleeper()];
+  const pa = w.add(a.pid as number);
+  const pb = w.add(b.pid as number);
+  const pc = PidFd.fromChild(c);
+  w.add(pc);
+  const it = w[Symbol.asyncIterator]();
+  a.kill('SIGKILL');
+  let first: ExitInfo | undefined;
+  for await (const info of it) {
+    first = info;
+    break;
+  }
+  t.equal(first?.pid, a.pid, 'the loop saw the first exit');
+  t.equal(pa.closed, true, 'the PidFd it opened for that process is closed');
+  t.equal(w.closed, false, 'breaking out did not close the watcher');
+  t.ok(w.has(pb) && w.has(pc) && w.size === 2, 'the other processes are still watched');
+  t.equal(pb.closed, false, 'and the PidFds it opened for them are still open');
+  const again = w[Symbol.asyncIterator]();
+  const gotB = new Promise<ExitInfo>((resolve) => w.once('exit', resolve));
+  b.kill('SIGKILL');
+  t.equal((await gotB).pid, b.pid, "a later exit is still emitted as 'exit'");
+  t.same(await it.next(), { value: undefined, done: true }, 'the loop that was left buffered nothing more');
+  t.equal((await again.next()).value?.pid, b.pid, 'a loop started after the break gets the later exit');
+  w.close();
+  t.same(await again.next(), { value: undefined, done: true }, 'close ends the other loops');
+  t.equal(pc.closed, false, "the caller's PidFd stays open after close");
+  pc.close();
+  c.kill('SIGKILL');
+  await exited(c);
+});
+
 t.test("a PidFd closed by its owner while watched: 'error'", async (t) => {
   const w = new ExitWatcher();
   const a = sleeper();

@@ -5,10 +5,10 @@ import t from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { PidFd } from '../lib/index';
+import { PidFd, readProcess } from '../lib/index';
 import { parseMaps, readMemory } from '../lib/memory';
 import { Lines, ended } from './helpers/lines';
-import { fixture, pidExists, procState, track } from './helpers/procs';
+import { fixture, pidExists, procState, sleeper, track } from './helpers/procs';
 import { Worker } from './fixtures/mem-helpers';
 
 const MIB = 1024 * 1024;
@@ -24,6 +24,26 @@ async function worker(): Promise<Worker> {
   workers.push(w);
   return w;
 }
+
+t.test('readProcess: what /proc says about a live process, and nothing once it has exited', async (t) => {
+  const child = sleeper();
+  const p = PidFd.fromChild(child);
+  t.teardown(() => p.close());
+  const v = readProcess(p);
+  t.ok(v, 'a live process has a view');
+  t.equal(v?.comm, 'sleep');
+  t.same(v?.cmdline, ['sleep', '1000']);
+  t.equal(v?.stat?.ppid, process.pid, 'stat: our child');
+  t.match(v?.stat?.state, /^[RSD]$/, 'stat: running or sleeping');
+  t.ok((v?.stat?.startTime ?? 0n) > 0n, 'stat: a start time');
+  t.ok((v?.status?.get('VmRSS') ?? 0) > 0, `status: VmRSS ${v?.status?.get('VmRSS')} bytes`);
+  t.same(v?.cgroup, readFileSync(`/proc/${child.pid}/cgroup`, 'latin1').split('\n').filter((l) => l !== ''));
+  child.kill('SIGKILL');
+  await p.waitExit();
+  t.equal(readProcess(p), undefined, 'exited (a zombie, or reaped): nothing, the pid may be another\'s');
+  p.close();
+  t.throws(() => readProcess(p), { code: 'ERR_PIDFD_CLOSED' });
+});
 
 t.test('memory() of a child that touched 256 MiB reports it; maps() lists the mapping', async (t) => {
   const w = await worker();

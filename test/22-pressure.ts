@@ -161,6 +161,32 @@ t.test('a refused trigger: poll mode, and it says why', { skip: !v2 && 'no cgrou
   forced.close();
 });
 
+t.test('breaking out of for await ends that loop only: the watcher stays open and keeps reporting', async (t) => {
+  // The rule of Node's events.on(): leaving the loop removes that loop's listener; it does not close the emitter.
+  const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: 1000, interval: 50, mode: 'poll' });
+  t.teardown(() => w.close());
+  procs.push(...(await spinners(3, 0)));
+  const it = w[Symbol.asyncIterator]();
+  const guard = setTimeout(() => w.close(), EVENT_GUARD_MS); // ends the loop below if no event ever comes
+  let first: PressureEvent | undefined;
+  for await (const e of { [Symbol.asyncIterator]: () => it }) {
+    first = e;
+    break;
+  }
+  clearTimeout(guard);
+  t.ok(first, 'the loop saw an event');
+  t.equal(w.closed, false, 'breaking out did not close the watcher');
+  const again = w[Symbol.asyncIterator]();
+  const later = await nextEvent(w);
+  checkEvent(t, later, 'poll');
+  t.same(await it.next(), { value: undefined, done: true }, 'the loop that was left buffered nothing more');
+  const next = await Promise.race([again.next(), sleep(EVENT_GUARD_MS).then(() => undefined)]);
+  t.same(next, { value: later, done: false }, 'a loop started after the break gets the same events');
+  w.close();
+  t.same(await again.next(), { value: undefined, done: true }, 'close ends the other loops');
+  await stopAll(procs.splice(0));
+});
+
 t.test('abort signal, unref and bad options', async (t) => {
   const ac = new AbortController();
   const w = watchPressure({ resource: 'memory', threshold: 150, window: 2000, signal: ac.signal, ref: false });

@@ -1,4 +1,4 @@
-import { capabilities, FEATURES } from '../capabilities';
+import { capabilities, FEATURES } from '../index';
 import { type Command, UsageError } from './command';
 
 /** `pidfd caps`: what this kernel and this build support, with the kernel each feature needs. */

@@ -1,7 +1,9 @@
 // What every `pidfd` subcommand is made of, and the argument parsers they share. The dispatcher (main.ts) owns
 // parsing, --help, --json and the mapping of errors to exit statuses, so a command only says what it does.
+import { constants } from 'node:os';
 import type { ParseArgsConfig } from 'node:util';
-import { toSignalNumber } from '../signals';
+
+const SIGNALS = constants.signals as Record<string, number | undefined>;
 
 /** node:util parseArgs option definitions. */
 export type Options = NonNullable<ParseArgsConfig['options']>;
@@ -66,19 +68,11 @@ export function parseMs(text: string, what = 'duration'): number {
 export function parseSignal(text: string, what = 'signal'): NodeJS.Signals | number {
   if (/^\d+$/.test(text)) {
     const n = Number(text);
-    try {
-      toSignalNumber(n, what);
-    } catch {
-      throw new UsageError(`${what} must be a signal number from 0 to 64, not ${text}`);
-    }
+    if (n > 64) throw new UsageError(`${what} must be a signal number from 0 to 64, not ${text}`);
     return n;
   }
   const upper = text.toUpperCase();
   const name = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as NodeJS.Signals;
-  try {
-    toSignalNumber(name, what);
-  } catch {
-    throw new UsageError(`unknown ${what}: ${text}`);
-  }
+  if (SIGNALS[name] === undefined) throw new UsageError(`unknown ${what}: ${text}`);
   return name;
 }

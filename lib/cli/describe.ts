@@ -1,7 +1,5 @@
 // Shared wording and argument helpers of the toolkit's CLI commands (wait, kill, tree-kill, info).
-import type { ExitInfo } from '../exit';
-import { PidFd } from '../pidfd';
-import { codedError, E } from '../errors';
+import { type ExitInfo, PidFd } from '../index';
 import { parseMs, parseSignal, UsageError, type Context } from './command';
 
 /** "exited with code 0", "killed by SIGKILL", or why the status is unknown. */
@@ -21,7 +19,9 @@ export function openPid(pid: number): PidFd {
   try {
     return PidFd.open(pid);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).errno === -E.ESRCH) throw codedError('ESRCH', `no such process: ${pid}`);
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
+      throw Object.assign(new Error(`no such process: ${pid}`), { code: 'ESRCH' });
+    }
     throw err;
   }
 }

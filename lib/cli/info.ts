@@ -1,17 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { capabilities } from '../capabilities';
-import type { PidFdInfo } from '../pidfd';
-import { readStat } from '../procfs';
+import { capabilities, type PidFdInfo, readProcess } from '../index';
 import { type Command, parsePid } from './command';
 import { describeExit, onePid, openPid } from './describe';
-
-function readProc(pid: number, file: string): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, 'latin1');
-  } catch {
-    return undefined;
-  }
-}
 
 const KIB_FIELDS = ['VmRSS', 'RssAnon', 'RssFile', 'RssShmem', 'VmSize', 'VmSwap'] as const;
 
@@ -38,12 +27,8 @@ export const info: Command = {
     const p = openPid(pid);
     try {
       const kernel: PidFdInfo | undefined = capabilities().pidfdGetInfo ? p.info() : undefined;
-      const stat = readStat(pid);
-      const cmdline = readProc(pid, 'cmdline');
-      const comm = readProc(pid, 'comm');
-      const cgroup = readProc(pid, 'cgroup');
-      const status = readProc(pid, 'status');
-      const exited = p.exited; // after the reads: if it has not exited, they were of this process
+      const view = readProcess(p); // undefined once exited: the pid may already be another's
+      const exited = view === undefined;
       let identity: string | undefined;
       let id: string | undefined;
       try {
@@ -53,21 +38,20 @@ export const info: Command = {
         identity = undefined; // the start-time fallback cannot read an exited process
       }
       const memory: Record<string, number> = {};
-      if (!exited && status) {
-        for (const f of KIB_FIELDS) {
-          const m = new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(status);
-          if (m) memory[`${f}KiB`] = Number(m[1]);
-        }
+      for (const f of KIB_FIELDS) {
+        const bytes = view?.status?.get(f);
+        if (bytes !== undefined) memory[`${f}KiB`] = bytes / 1024;
       }
-      const proc = exited ? undefined : {
-        comm: comm?.trim(),
-        cmdline: cmdline?.split('\0').filter((s) => s !== ''),
+      const stat = view?.stat;
+      const proc = view === undefined ? undefined : {
+        comm: view.comm,
+        cmdline: view.cmdline,
         state: stat?.state,
         ppid: stat?.ppid,
         pgid: stat?.pgid,
         sid: stat?.sid,
         startTime: stat?.startTime.toString(),
-        cgroup: cgroup?.split('\n').filter((s) => s !== ''),
+        cgroup: view.cgroup,
         memory,
       };
       const record = { pid, exited, id, identity, kernel: kernel ?? null, proc: proc ?? null };

@@ -1,4 +1,4 @@
-import { terminate } from '../terminate';
+import { terminate } from '../index';
 import { type Command, parsePid } from './command';
 import { describeExit, ms, onePid, openPid, TERMINATE_HELP, TERMINATE_OPTIONS, terminateOptions, TIMED_OUT } from './describe';
 

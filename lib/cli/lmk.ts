@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CandidateSource, LowMemoryKiller, LowMemoryKillerOptions } from '../lmk';
+import { type CandidateSource, LowMemoryKiller, type LowMemoryKillerOptions } from '../index';
 import { type Command, parseMs, parsePid, parseSignal, UsageError } from './command';
-import { mib } from './memory';
+import { mib } from './format';
 
 const UNIT: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 

@@ -1,11 +1,6 @@
-import { readProc } from '../memory';
-import { PidFd } from '../pidfd';
+import { PidFd, readProcess } from '../index';
 import { type Command, parsePid, UsageError } from './command';
-
-/** Bytes as MiB with one decimal, for human output. */
-export function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-}
+import { mib } from './format';
 
 /** `pidfd memory <pid>...`: the memory view of processes, read through a pidfd. */
 export const memory: Command = {
@@ -45,7 +40,9 @@ export const memory: Command = {
       }
       try {
         const m = p.memory();
-        const comm = readProc(p, 'comm').trim();
+        const view = readProcess(p);
+        if (view === undefined) throw Object.assign(new Error(`no such process: ${pid}`), { code: 'ESRCH' });
+        const comm = view.comm ?? '';
         const maps = ctx.values.maps ? p.maps() : undefined;
         ctx.emit({ pid, comm, ...m, ...(maps ? { maps } : {}) });
         ctx.print(`${pid} (${comm})  rss ${mib(m.rss)}  pss ${mib(m.pss)}  anon ${mib(m.anon)}  file ${mib(m.file)}  ` +

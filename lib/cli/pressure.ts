@@ -1,4 +1,4 @@
-import { Pressure, PressureResource, readPressure, watchPressure } from '../pressure';
+import { type Pressure, type PressureResource, readPressure, watchPressure } from '../index';
 import { type Command, parseMs, UsageError } from './command';
 
 const RESOURCES: PressureResource[] = ['cpu', 'memory', 'io'];

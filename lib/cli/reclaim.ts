@@ -1,7 +1,6 @@
-import type { MappingKind } from '../memory';
-import { PidFd } from '../pidfd';
+import { type MappingKind, PidFd } from '../index';
 import { type Command, parsePid, UsageError } from './command';
-import { mib } from './memory';
+import { mib } from './format';
 
 const KINDS = ['anon', 'file', 'stack', 'heap', 'shmem'];
 

@@ -1,4 +1,4 @@
-import { killTree } from '../tree';
+import { killTree } from '../index';
 import { type Command, parsePid } from './command';
 import { describeExit, ms, onePid, openPid, str, TERMINATE_HELP, TERMINATE_OPTIONS, terminateOptions, TIMED_OUT } from './describe';
 

@@ -1,6 +1,4 @@
-import { ExitWatcher } from '../exit-watcher';
-import { ExitInfo } from '../exit';
-import { PidFd } from '../pidfd';
+import { type ExitInfo, ExitWatcher, PidFd } from '../index';
 import { type Command, parseMs, parsePid, UsageError } from './command';
 import { describeExit, INTERRUPTED, ms, openPid, str, TIMED_OUT } from './describe';
 
