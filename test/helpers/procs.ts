@@ -1,14 +1,15 @@
 // Shared helpers for tests: real processes, cleaned up after each test file.
 import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures');
 const OUT = join(ROOT, 'build', 'test-fixtures');
+const SUPPORT = join(FIXTURES, 'support');
 // Linked into every fixture: under `npm run test:sanitize` the preloaded leak checker skips the fixtures (what a
 // test helper leaves allocated at its exit is not this package's).
-const LSAN_OFF = join(FIXTURES, 'support', 'lsan-off.c');
+const LSAN_OFF = join(SUPPORT, 'lsan-off.c');
 
 /**
  * Compiles test/fixtures/<name>.c (once, and again when the source changes) and returns the binary's path.
@@ -17,7 +18,9 @@ const LSAN_OFF = join(FIXTURES, 'support', 'lsan-off.c');
 export function fixture(name: string): string {
   const src = join(FIXTURES, `${name}.c`);
   const bin = join(OUT, name);
-  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, statSync(LSAN_OFF).mtimeMs)) {
+  // Rebuilt when the source or anything in support/ (lsan-off.c, shared headers) is newer than the binary.
+  const support = readdirSync(SUPPORT).map((f) => statSync(join(SUPPORT, f)).mtimeMs);
+  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, ...support)) {
     mkdirSync(OUT, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;
     // Without a sanitizer runtime preloaded by `npm run test:sanitize`: the compiler's own leaks are not ours.
