@@ -1,16 +1,7 @@
 // The `pidfd` CLI's dispatcher and `caps`, run as a child process the way a user runs it.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { ensureDist } from '../helpers/dist';
 import { capabilities } from '../../lib/index';
-
-ensureDist();
-const BIN = join(__dirname, '..', '..', 'bin', 'pidfd.js');
-const cli = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+import { cli } from '../helpers/cli';
 
 t.test('no command: the help on stdout, status 2; --help: status 0', async (t) => {
   const none = cli();

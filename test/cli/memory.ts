@@ -1,34 +1,13 @@
 // The memory, reclaim, pressure and lmk subcommands, run as `node bin/pidfd.js ...` child processes against real
 // workers (issue 4, CLI).
 import t from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureDist } from '../helpers/dist';
-import { ended, Lines } from '../helpers/lines';
-import { track } from '../helpers/procs';
+import { cli, startCli } from '../helpers/cli';
+import { ended } from '../helpers/lines';
 import { makeV1MemoryGroup, makeV2Group, memoryV1Root, removeAllGroups, Worker } from '../helpers/mem-helpers';
 
-const ROOT = join(__dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'pidfd.js');
 const MiB = 2 ** 20;
-
-// dist/ must be current, lib/cli/ included (ensureDist looks at lib/*.ts only)
-ensureDist();
-const stale = readdirSync(join(ROOT, 'lib', 'cli')).some((f) => {
-  try {
-    return statSync(join(ROOT, 'dist', 'cli', f.replace(/\.ts$/, '.js'))).mtimeMs < statSync(join(ROOT, 'lib', 'cli', f)).mtimeMs;
-  } catch {
-    return true;
-  }
-});
-if (stale) execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')]);
-
-const env = { ...process.env, NODE_OPTIONS: '' };
-const cli = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-};
 const json = (out: string): any[] => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
 const workers: Worker[] = [];
@@ -99,9 +78,8 @@ t.test('pressure: now, --watch --count, and threshold events (a refused trigger 
   const g = makeV2Group('cli-psi');
   if (!g) return t.skip('no cgroup v2');
   // A 1 s window is not allowed for an unprivileged trigger: the CLI says it polls, and why; SIGINT stops it.
-  const c = track(spawn(process.execPath, [BIN, 'pressure', '--resource', 'cpu', '--cgroup', g, '--threshold', '100ms',
-    '--window', '1s', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env }));
-  const lines = new Lines(c.stdout!);
+  const { child: c, out: lines } = startCli('pressure', '--resource', 'cpu', '--cgroup', g, '--threshold', '100ms',
+    '--window', '1s', '--json');
   const first = JSON.parse(await lines.waitFor((l) => l.startsWith('{'), 'the mode record'));
   t.equal(first.mode, 'poll');
   t.match(first.fallbackReason, /EINVAL/);

@@ -2,37 +2,15 @@
 // issue 3, acceptance 5.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { PidFd } from '../../lib/pidfd';
 import { readStat } from '../../lib/procfs';
-import { ensureDist } from '../helpers/dist';
+import { CliRun, startCli as start } from '../helpers/cli';
 import { ended, Lines } from '../helpers/lines';
 import { exited, fixture, sleeper, track } from '../helpers/procs';
 
-const stale = ensureDist();
-if (stale) throw new Error(stale);
-const BIN = join(__dirname, '..', '..', 'bin', 'pidfd.js');
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  child: ChildProcess;
-  out: Lines;
-}
-
-/** Starts `pidfd ...`; `done` resolves with its status and output. */
-function start(...args: string[]): { child: ChildProcess; out: Lines; done: Promise<Run> } {
-  const child = track(spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } }));
-  const out = new Lines(child.stdout as Readable);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const done = ended(child).then(([status]) => ({ status, stdout: out.all.join('\n'), stderr, child, out }));
-  return { child, out, done };
-}
-const cli = (...args: string[]): Promise<Run> => start(...args).done;
+const cli = (...args: string[]): Promise<CliRun> => start(...args).done;
 
 async function victim(how: 'ignore' | 'handler' | 'default'): Promise<{ child: ChildProcess; pid: number }> {
   const child = track(spawn(fixture('tree-fixture'), ['victim', how], { stdio: ['ignore', 'pipe', 'inherit'] }));

@@ -6,7 +6,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
-import { exited, fixture, pidExists, procState, sleeper, track } from '../helpers/procs';
+import { exited, fixture, pidExists, procState, sleeperFor, track, until, untilSync } from '../helpers/procs';
 
 const SIGUSR1 = 10;
 const SIGUSR2 = 12;
@@ -70,38 +70,10 @@ async function recorder(t: Test, threads = 0, children = 0, detached = false): P
   return rec;
 }
 
-/** A sleeper killed at the end of the test, whatever happened. */
-function sleeperFor(t: Test): ChildProcess {
-  const child = sleeper();
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  return child;
-}
-
 /** The process group id, from /proc/<pid>/stat. */
 function pgidOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-}
-
-/** Polls a condition on the event loop (for states that only the kernel reports, such as "now a zombie"). */
-async function until(cond: () => boolean, what: string, guardMs = 20_000): Promise<void> {
-  const end = Date.now() + guardMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Blocks the thread (so Node cannot reap a child meanwhile) until `cond` holds. */
-function untilSync(cond: () => boolean, what: string, guardMs = 20_000): void {
-  const cell = new Int32Array(new SharedArrayBuffer(4));
-  const end = Date.now() + guardMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    Atomics.wait(cell, 0, 0, 2);
-  }
 }
 
 t.test('PidFd.open names a live process', async (t) => {

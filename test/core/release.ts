@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
-import { exited, fixture, procState, sleeper, track } from '../helpers/procs';
+import { exited, fixture, procState, sleeper, track, until } from '../helpers/procs';
 
 const MIB = 1024 * 1024;
 const HOG_MIB = 1024;
@@ -100,15 +100,6 @@ function memoryCgroup(t: Test): MemoryCgroup | undefined {
   };
 }
 
-/** Polls a condition on the event loop. */
-async function until(cond: () => boolean, what: string, guardMs = 30_000): Promise<void> {
-  const end = Date.now() + guardMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 t.test('release() on a live process that is not dying throws EINVAL and frees nothing', async (t) => {
   const h = await hog(t);
   const p = PidFd.open(h.pid);
@@ -152,7 +143,7 @@ t.test('acceptance 4: kill(SIGKILL) + release() gets 1 GiB back before anyone re
       t.comment(`victim ${i}: release() found no mm (ESRCH); its cgroup held ${mib(cgAfter ?? 0)} right after`);
     }
     // Once it is a zombie (still unreaped), its exit has finished freeing everything.
-    await until(() => p.exited, 'the victim to exit');
+    await until(() => p.exited, 'the victim to exit', 30_000);
     t.equal(procState(h.pid), 'Z');
     if (cg) t.ok(cg.anon() < NEAR_ZERO, `victim ${i}: the memory came back (${mib(cg.anon())} left in its cgroup)`);
 

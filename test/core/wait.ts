@@ -11,16 +11,7 @@ import { Readable } from 'node:stream';
 import { ExitInfo, PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
 import { pendingWatches } from '../../lib/watcher';
-import { exited, fixture, procState, sleeper, track } from '../helpers/procs';
-
-/** A sleeper killed at the end of the test, whatever happened. */
-function sleeperFor(t: Test): ChildProcess {
-  const child = sleeper();
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  return child;
-}
+import { exited, fixture, procState, sleeperFor, track, untilSync } from '../helpers/procs';
 
 /** Settles with the promise, or rejects after a guard (so a wait that never settles fails the test). */
 function guarded<T>(p: Promise<T>, what: string, guardMs = 20_000): Promise<T> {
@@ -29,16 +20,6 @@ function guarded<T>(p: Promise<T>, what: string, guardMs = 20_000): Promise<T> {
     timer = setTimeout(() => reject(new Error(`${what}: not settled within ${guardMs} ms`)), guardMs);
   });
   return Promise.race([p, guard]).finally(() => clearTimeout(timer));
-}
-
-/** Blocks the thread (so Node cannot reap a child meanwhile) until `cond` holds. */
-function untilSync(cond: () => boolean, what: string, guardMs = 20_000): void {
-  const cell = new Int32Array(new SharedArrayBuffer(4));
-  const end = Date.now() + guardMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    Atomics.wait(cell, 0, 0, 2);
-  }
 }
 
 function alive(pid: number): boolean {

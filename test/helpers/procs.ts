@@ -1,4 +1,5 @@
 // Shared helpers for tests: real processes, cleaned up after each test file.
+import type { Test } from 'tap';
 import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +46,34 @@ export function track(child: ChildProcess): ChildProcess {
 /** `sleep <seconds>` as a child, tracked. */
 export function sleeper(seconds = 1000, options: SpawnOptions = {}): ChildProcess {
   return track(spawn('sleep', [String(seconds)], { stdio: 'ignore', ...options }));
+}
+
+/** A sleeper killed at the end of the test `t`, whatever happened. */
+export function sleeperFor(t: Test): ChildProcess {
+  const child = sleeper();
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  return child;
+}
+
+/** Polls a condition on the event loop (for states that only the kernel reports, such as "now a zombie"). */
+export async function until(cond: () => boolean, what: string, guardMs = 20_000): Promise<void> {
+  const end = Date.now() + guardMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Blocks the thread (so Node cannot reap a child meanwhile) until `cond` holds. */
+export function untilSync(cond: () => boolean, what: string, guardMs = 20_000): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const end = Date.now() + guardMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    Atomics.wait(cell, 0, 0, 2);
+  }
 }
 
 /** Resolves with the child's 'exit' event arguments. */
