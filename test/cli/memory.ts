@@ -1,5 +1,5 @@
 // The memory, reclaim, pressure and lmk subcommands, run as `node bin/pidfd.js ...` child processes against real
-// workers (issue 4, CLI).
+// workers.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,5 +1,4 @@
-// The toolkit's CLI commands (wait, kill, tree-kill, info), run as child processes the way a user runs them:
-// issue 3, acceptance 5.
+// The toolkit's CLI commands (wait, kill, tree-kill, info), run as child processes the way a user runs them.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';

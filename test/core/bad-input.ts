@@ -1,4 +1,4 @@
-// Bad input (acceptance 7): every public function and constructor, called with wrong types, NaN, negatives,
+// Bad input: every public function and constructor, called with wrong types, NaN, negatives,
 // fractions, huge numbers, closed PidFds, exited children and (at the native layer) fds that are not pidfds, ends
 // in a TypeError/RangeError or a system error with a `code`; never a crash. The table lives in
 // test/fixtures/bad-input-table.js and runs twice: here, against lib/, and in a child process against the package

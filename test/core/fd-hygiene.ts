@@ -1,4 +1,4 @@
-// ACCEPTANCE 9 — fd hygiene: 100,000 open/close cycles leave the process's fd count unchanged; a PidFd dropped
+// fd hygiene: 100,000 open/close cycles leave the process's fd count unchanged; a PidFd dropped
 // without close has its fd closed after garbage collection. And a closed PidFd never touches its old fd number,
 // which may already belong to another file.
 import t from 'tap';

@@ -1,4 +1,4 @@
-// pidfd.id, pidfd.identity(), PidFd.adopt(): issue 3, acceptance 3.
+// pidfd.id, pidfd.identity(), PidFd.adopt(): a process named across restarts of its manager, never a stranger.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, fstatSync, readFileSync, statfsSync } from 'node:fs';
 import { Readable } from 'node:stream';

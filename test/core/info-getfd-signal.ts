@@ -1,4 +1,4 @@
-// PIDFD_GET_INFO, pidfd_getfd and signals with a value (acceptance 6): info() on ourselves, a child and a reaped
+// PIDFD_GET_INFO, pidfd_getfd and signals with a value: info() on ourselves, a child and a reaped
 // process (with its exit status), a working close-on-exec copy of a child's fd, and si_value as the target sees it.
 import t from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';

@@ -1,4 +1,4 @@
-// process_madvise on another process's memory (acceptance 5): the byte count for every advice, ranges batched
+// process_madvise on another process's memory: the byte count for every advice, ranges batched
 // within the kernel's limits, errors with codes for wrong advice, unaligned and unmapped ranges, and an exited
 // process. The target is a C fixture that maps known regions and prints their addresses.
 import t from 'tap';

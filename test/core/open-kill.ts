@@ -1,5 +1,5 @@
 // PidFd.open / PidFd.fromChild / pid / fd / closed / exited / kill, on real processes.
-// Acceptance 1: a PidFd whose process was reaped and whose pid now belongs to a new process never signals it.
+// Pid reuse: a PidFd whose process was reaped and whose pid now belongs to a new process never signals it.
 import t, { Test } from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -322,7 +322,7 @@ t.test("a non-child zombie (its parent does not reap): exited, kill returns fals
   t.same(await ended(tree), [0, null]);
 });
 
-t.test('acceptance 1: pid reuse — a stale PidFd never signals the process that inherited its pid', async (t) => {
+t.test('pid reuse — a stale PidFd never signals the process that inherited its pid', async (t) => {
   const recorderBin = fixture('kill-recorder');
   const spawner = fixture('reuse-spawn');
   let stale: PidFd | undefined;

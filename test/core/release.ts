@@ -1,5 +1,5 @@
 // release() (process_mrelease) on real processes holding 1 GiB.
-// Acceptance 4: release() after kill('SIGKILL') on a child that touched 1 GiB: its anonymous RSS, read from /proc,
+// release() after kill('SIGKILL') on a child that touched 1 GiB: its anonymous RSS, read from /proc,
 // is near zero right after, before anyone reaps it; on a live, non-dying process release() throws EINVAL.
 import t, { Test } from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -113,7 +113,7 @@ t.test('release() on a live process that is not dying throws EINVAL and frees no
   p.close();
 });
 
-t.test('acceptance 4: kill(SIGKILL) + release() gets 1 GiB back before anyone reaps the victim', async (t) => {
+t.test('kill(SIGKILL) + release() gets 1 GiB back before anyone reaps the victim', async (t) => {
   const VICTIMS = 5;
   const cg = memoryCgroup(t);
   if (!cg) t.comment('no memory cgroup of our own here: checking /proc/<pid>/status only');

@@ -1,7 +1,7 @@
 // waitExit on real processes.
-// Acceptance 2: a child, a non-child (reaped by its own parent), a zombie, an already-exited process; code and
+// Statuses: a child, a non-child (reaped by its own parent), a zombie, an already-exited process; code and
 // signal right wherever the kernel can tell; child_process still emits 'exit' with the right code.
-// Acceptance 3: timeout and AbortSignal reject correctly, leave no registration behind, and never keep the event
+// Timeouts and aborts: timeout and AbortSignal reject correctly, leave no registration behind, and never keep the event
 // loop alive unless asked to (checked in child processes).
 import t, { Test } from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -80,7 +80,7 @@ function assertOwnChildExit(t: Test, info: ExitInfo, expected: Omit<ExitInfo, 's
 
 const STATUS_LINE = (code: number | null, signal: number) => `code=${code === null ? -1 : code} signal=${signal}`;
 
-t.test('acceptance 2: own child — exit codes and signals, and child_process still reports the exit', async (t) => {
+t.test('own child — exit codes and signals, and child_process still reports the exit', async (t) => {
   for (const code of [0, 3, 255]) {
     const child = exitOnDemand(t);
     const pid = child.pid as number;
@@ -106,7 +106,7 @@ t.test('acceptance 2: own child — exit codes and signals, and child_process st
   }
 });
 
-t.test('acceptance 2: a non-child, reaped by its own parent', async (t) => {
+t.test('a non-child, reaped by its own parent', async (t) => {
   const cases: Array<[string, (tr: Tree, p: PidFd) => void, number | null, NodeJS.Signals | null, string]> = [
     ['exit 0', (tr) => tr.exit(0), 0, null, STATUS_LINE(0, 0)],
     ['exit 3', (tr) => tr.exit(3), 3, null, STATUS_LINE(3, 0)],
@@ -127,7 +127,7 @@ t.test('acceptance 2: a non-child, reaped by its own parent', async (t) => {
   }
 });
 
-t.test('acceptance 2: a zombie nobody reaps resolves with nulls, and a later wait sees the real status', async (t) => {
+t.test('a zombie nobody reaps resolves with nulls, and a later wait sees the real status', async (t) => {
   const tr = await tree(t, 'noreap');
   const p = PidFd.open(tr.pid);
   const base = pendingWatches();
@@ -152,7 +152,7 @@ t.test('acceptance 2: a zombie nobody reaps resolves with nulls, and a later wai
   p.close();
 });
 
-t.test('acceptance 2: a zombie whose parent reaps it while we wait', async (t) => {
+t.test('a zombie whose parent reaps it while we wait', async (t) => {
   const tr = await tree(t, 'noreap');
   const p = PidFd.open(tr.pid);
   tr.exit(9);
@@ -165,7 +165,7 @@ t.test('acceptance 2: a zombie whose parent reaps it while we wait', async (t) =
   p.close();
 });
 
-t.test('acceptance 2: processes that exited before the wait started', async (t) => {
+t.test('processes that exited before the wait started', async (t) => {
   // Own child, a zombie not yet reaped by Node (Node reaps only from the event loop, which we block).
   const a = track(spawn('sh', ['-c', 'exit 3'], { stdio: 'ignore' }));
   const pa = PidFd.fromChild(a);
@@ -229,7 +229,7 @@ t.test('many concurrent waits on one PidFd all resolve with the same info', asyn
   p.close();
 });
 
-t.test('acceptance 3: timeout', async (t) => {
+t.test('waitExit with a timeout', async (t) => {
   const child = sleeperFor(t);
   const pid = child.pid as number;
   const p = PidFd.fromChild(child);
@@ -258,7 +258,7 @@ t.test('acceptance 3: timeout', async (t) => {
   p.close();
 });
 
-t.test('acceptance 3: AbortSignal', async (t) => {
+t.test('waitExit with an AbortSignal', async (t) => {
   const child = sleeperFor(t);
   const pid = child.pid as number;
   const p = PidFd.fromChild(child);
@@ -363,7 +363,7 @@ function script(t: Test, body: string, pid: number): { out: Lines; finish(guardM
   };
 }
 
-t.test("acceptance 3: an unref'd wait does not keep the loop alive", async (t) => {
+t.test("an unref'd wait does not keep the loop alive", async (t) => {
   const target = sleeperFor(t);
   const s = script(
     t,
@@ -377,7 +377,7 @@ t.test("acceptance 3: an unref'd wait does not keep the loop alive", async (t) =
   t.ok(alive(target.pid as number), 'the target is still alive: nothing else ended the script');
 });
 
-t.test('acceptance 3: a ref\'d wait keeps the loop alive until the target dies', async (t) => {
+t.test('a ref\'d wait keeps the loop alive until the target dies', async (t) => {
   // The target is not the script's child: the script learns the status once the target's parent reaps it, which
   // wait-tree does at once.
   const tr = await tree(t, 'reap');
@@ -405,7 +405,7 @@ t.test('acceptance 3: a ref\'d wait keeps the loop alive until the target dies',
   );
 });
 
-t.test('acceptance 3: a ref\'d wait that times out or is aborted releases the loop', async (t) => {
+t.test('a ref\'d wait that times out or is aborted releases the loop', async (t) => {
   const target = sleeperFor(t);
   const s1 = script(
     t,

@@ -1,4 +1,4 @@
-// ACCEPTANCE 8 — worker threads: four workers open and wait at once; terminating a worker with a pending waitExit
+// Worker threads: four workers open and wait at once; terminating a worker with a pending waitExit
 // leaves the process healthy (run in a child process).
 //
 // Workers load the compiled package (test/fixtures/worker-wait.js requires the package root, i.e. dist/).

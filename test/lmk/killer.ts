@@ -1,4 +1,4 @@
-// LowMemoryKiller over real workers in a memory budget of their own (issue 4, acceptance 4): the lowest-priority
+// LowMemoryKiller over real workers in a memory budget of their own: the lowest-priority
 // worker dies first, protected workers are never chosen, one kill per episode, every kill event carries measured
 // bytes freed and times, reclaim comes before the kill; dryRun decides without acting.
 //

@@ -1,4 +1,4 @@
-// What the killer must never do (issue 4, acceptance 5), and how it stays responsive: it never signals a process
+// What the killer must never do, and how it stays responsive: it never signals a process
 // outside its candidates, including a stranger that receives the recycled pid of a dead candidate *between the
 // decision and the kill*; never itself, never pid 1; it locks its own memory on request; and a PSI-driven killer
 // acts on real pressure (a kernel trigger on a cgroup v2 group of our own).

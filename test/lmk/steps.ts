@@ -1,4 +1,4 @@
-// The killer's first two steps (issue 4, acceptance 4): reclaim before any kill where it helps (a worker's page
+// The killer's first two steps: reclaim before any kill where it helps (a worker's page
 // cache, charged to the budget, is paged out and nobody dies), and trim (a worker that frees memory when asked is
 // not killed, by signal or by callback). Both run the killer's own loop (start()), not check().
 //

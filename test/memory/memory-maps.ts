@@ -1,4 +1,4 @@
-// pidfd.memory() and pidfd.maps() on real processes (issue 4, acceptance 1): a child that touched 256 MiB shows it,
+// pidfd.memory() and pidfd.maps() on real processes: a child that touched 256 MiB shows it,
 // its anonymous mapping is listed, and once the process has exited (a zombie, or reaped and its pid given to a
 // stranger) both throw ESRCH instead of returning anything.
 import t from 'tap';

@@ -1,6 +1,6 @@
 // PSI triggers in worker threads: each trigger fd has its own libuv poll on the worker's loop, closed by an env
-// cleanup hook when the worker is terminated with the trigger armed (TOOLCHAIN.md trap 13: a handle closed after
-// the environment is gone crashes the process). Runs in a child process so that a crash fails an assertion.
+// cleanup hook when the worker is terminated with the trigger armed (a handle closed after the environment is gone
+// crashes the process). Runs in a child process so that a crash fails an assertion.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

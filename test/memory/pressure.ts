@@ -1,4 +1,4 @@
-// Pressure Stall Information (issue 4, acceptance 3): readPressure parses the files; watchPressure in trigger mode
+// Pressure Stall Information: readPressure parses the files; watchPressure in trigger mode
 // (on /proc/pressure/cpu and on a cgroup v2 cpu.pressure file of our own) reports real CPU contention, reports
 // nothing for a quiet group (after the arming noise, which is checked against the stall totals and dropped); a
 // trigger the kernel refuses runs in poll mode and says why; close() stops every event.

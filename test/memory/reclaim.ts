@@ -1,4 +1,4 @@
-// pidfd.reclaim() on real processes (issue 4, acceptance 2): a child's large file-backed mapping leaves memory;
+// pidfd.reclaim() on real processes: a child's large file-backed mapping leaves memory;
 // anonymous memory cannot here (no swap on this machine: MADV_PAGEOUT has nowhere to write anonymous pages, so they
 // stay resident, and the test says so); the special mappings are never advised; a mapping that disappears while
 // reclaim() runs is reported and worked around.

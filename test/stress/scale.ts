@@ -1,4 +1,4 @@
-// ACCEPTANCE 10 — scale: 10,000 concurrent waits over at least 2,000 live processes all resolve once they die.
+// Scale: 10,000 concurrent waits over at least 2,000 live processes all resolve once they die.
 //
 // The work runs in a child process (test/fixtures/scale-waits.js, loading the compiled package) under its own fd
 // limit and in its own process group, so a failure there cannot leave the runner short of fds or with strays.

@@ -1,4 +1,4 @@
-// ExitWatcher: issue 3, acceptance 4, and its contract (ownership, delete, close, the iterator, errors).
+// ExitWatcher: thousands of exits, each once, and its contract (ownership, delete, close, the iterator, errors).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -20,7 +20,7 @@ function timers(): number {
   return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 }
 
-t.test(`acceptance 4: ${N} processes added, killed in random order, each exit emitted exactly once with the right pid`, async (t) => {
+t.test(`${N} processes added, killed in random order, each exit emitted exactly once with the right pid`, async (t) => {
   // The processes are children of a C parent that reaps them at once: for us they are any processes (pidfd_open
   // by pid), and their exit status comes from the kernel (PIDFD_INFO_EXIT) once that parent has reaped them.
   const forker = track(spawn(fixture('scale-forker'), [String(N)], { stdio: ['ignore', 'pipe', 'inherit'] }));

@@ -1,4 +1,4 @@
-// terminate(): issue 3, acceptance 1. Real processes; every outcome is what the kernel reports.
+// terminate(): signal, wait, escalate, release. Real processes; every outcome is what the kernel reports.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
