@@ -110,11 +110,13 @@ export interface NodeRun {
 /**
  * Runs `node <args>` as a plain Node (`env -u NODE_OPTIONS` drops the test runner's hooks, which it re-adds to any
  * env given to spawn and which every worker would load too), under `prefix` if given (e.g. a seccomp wrapper,
- * `unshare`, `setpriv`). Resolves when its output is closed.
+ * `unshare`, `setpriv`). `node` and `cwd` default to this process's. Resolves when its output is closed.
  */
-export function runNode(args: string[], prefix: string[] = []): Promise<NodeRun> {
-  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...args];
-  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
+export function runNode(
+  args: string[], prefix: string[] = [], options: { node?: string; cwd?: string } = {},
+): Promise<NodeRun> {
+  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', options.node ?? process.execPath, ...args];
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -58,7 +58,7 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
   t.equal(exactlyTwice, STORM, 'each of the 2 waits per process settled exactly once, with the same result');
   t.equal(pendingWatches(), pending0, 'no registration left');
   // The kernel reaped each process as it exited, so its status was in the pidfd (PIDFD_INFO_EXIT) before any wait
-  // could look: every one must carry the code the process chose. (A parent that reaps late is test/02's case.)
+  // could look: every one must carry the code the process chose. (A parent that reaps late: test/core/wait.ts.)
   t.equal(rightCode, STORM, 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
   t.comment(`storm: all ${count} processes gone ${(spreadUs! / 1000).toFixed(1)} ms after the release (the forker's view); the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); sources ${JSON.stringify(sources)}`);
   for (const p of fds) p.close();
