@@ -20,8 +20,7 @@ fi
 files=()
 if [ "$(printf '%s\n' "$@" | grep -c '^test/')" -eq 0 ]; then
   # test/lmk/steps.ts is left out too: it checks how many MiB a worker frees when asked to trim, inside a memory
-  # budget, and the preloaded runtime in every worker changes those amounts (it failed 2 of 5 sanitized runs and
-  # none of 12 plain ones).
+  # budget, and the preloaded runtime in every worker changes those amounts.
   mapfile -t files < <(npx tap list | grep -v '^test/packaging/' | grep -vx 'test/lmk/steps.ts')
 fi
 npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 || { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }

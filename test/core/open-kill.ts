@@ -89,8 +89,8 @@ t.test('PidFd.open names a live process', async (t) => {
   t.equal(p.closed, false);
   t.equal(p.exited, false);
   t.equal(p.kill(0), true, 'signal 0 only checks: the process is there');
-  // Alive and neither stopped nor exiting. (A sleeper just spawned may still be paging in its binary, state D, on a
-  // loaded machine: seen once under the sanitizer build.)
+  // Alive and neither stopped nor exiting (state D too: a sleeper just spawned on a loaded machine may still be
+  // paging in its binary).
   const alive = () => /^[RSD]$/.test(procState(pid) ?? '');
   t.ok(alive(), `signal 0 did nothing to it (state ${procState(pid)})`);
 

@@ -84,20 +84,14 @@ t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles le
     t.equal(s.pending, start!.pending, `native registrations ${start!.pending} -> ${s.pending}`);
   }
   for (const [name, s0, a, b] of [['open/close', snaps[0]!, snaps[1]!, snaps[2]!], ['wait/abort', snaps[2]!, snaps[3]!, snaps[4]!]] as const) {
-    // A leak grows with every cycle, so it shows both in the second half and over the whole workload. V8's live
-    // heap also moves in one-off level steps that are no leak: Node 24 steps by ~1 MiB, up or down, at random points
-    // of a long wait/abort loop and then stays flat (600,000 cycles measured: 7612 -> 6733 -> 6761 KiB). Bound:
-    // 2 MiB a half / 4 MiB in all, i.e. 4 or 42 bytes a cycle over 500,000 or 50,000 cycles; what this library could
-    // leak per cycle (a waiter, its promise, a timer, a listener) is 100 bytes or more.
+    // A leak grows with every cycle, so it shows both in the second half and over the whole workload; V8's live heap
+    // also makes one-off steps of about 1 MiB that are no leak. 2 MiB a half / 4 MiB in all is 4 or 42 bytes a cycle,
+    // where a leaked waiter, promise, timer or listener would be 100 bytes or more.
     const heapWhat = `${name}: live heap ${s0.heapUsedKiB} -> ${a.heapUsedKiB} -> ${b.heapUsedKiB} KiB`;
     t.ok(b.heapUsedKiB - a.heapUsedKiB < 2048 || b.heapUsedKiB - s0.heapUsedKiB < 4096, heapWhat);
-    // RSS, less what V8 newly committed to its heap (a native leak, the one the live-heap check cannot see, lives
-    // outside that heap; a heap that shrinks is not credited, V8 may keep the pages). V8 commits pages before it
-    // touches them: Node 24 once committed 66 MiB in the first open/close half and made 38 MiB of it resident only
-    // in the second, a one-half jump. A leak grows in every half, so it must show both over the second half and over
-    // the whole workload; 32 MiB over 500,000 or 50,000 cycles is 67 or 671 bytes a cycle. Under the sanitizer build
-    // RSS also holds ASan's quarantine of freed blocks (up to 256 MiB), so LeakSanitizer checks leaks there, when the
-    // churn process exits (status 0 above).
+    // RSS less what V8 newly committed to its heap: a native leak lives outside it. V8 may make committed pages
+    // resident a half later, so growth must show both in the second half and in all (32 MiB: 67 or 671 bytes a cycle).
+    // Under ASan RSS holds its quarantine: LeakSanitizer checks leaks instead, at the churn process's exit (status 0).
     const grown = (x: Snap, y: Snap) => y.rssKiB - x.rssKiB - Math.max(0, y.heapTotalKiB - x.heapTotalKiB);
     const half = grown(a, b);
     const whole = grown(s0, b);

@@ -107,7 +107,7 @@ t.test('a tree three levels deep whose members fork in a loop while the kill run
   t.ok(r.processes.length >= 35, `${r.processes.length} processes`);
   // Members that printed "born" never exit by themselves: each must get SIGTERM. The short-lived loop children
   // (no "born") may have been stopped while already inside _exit (the stop is accepted, then has no effect): such
-  // one is gone before the signal phase, which rightly sends nothing to a dead process. Seen once under ASan.
+  // one is gone before the signal phase, which rightly sends nothing to a dead process.
   const longLived = new Set(h.born().map((b) => b.pid));
   for (const m of r.processes) {
     t.equal(m.signals[0], 'SIGSTOP', `${m.pid} was stopped first`);

@@ -24,7 +24,7 @@ function sleepSync(ms: number): void {
 
 
 // Our own child's status is read with waitid(WNOWAIT), or, when Node's SIGCHLD handling reaped it first in the same
-// loop turn, from PIDFD_INFO_EXIT: the same status either way (this raced once in CI).
+// loop turn, from PIDFD_INFO_EXIT: the same status either way.
 const OWN_CHILD = /^(waitid|pidfd-info)$/;
 t.test('a process that exits on SIGTERM: no escalation', async (t) => {
   const { child, pid } = await victim('default');
