@@ -127,7 +127,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const [seconds = '60', count = '2000'] = write ? rest : process.argv.slice(2);
     process.stderr.write(`idle: ${count} processes watched for ${seconds} s, every mechanism side by side ...\n`);
     const idle = await measureIdle(Number(seconds), Number(count));
-    if (write) spliceSections(['idle', 'health'], idleSection(idle));
+    if (write) spliceSections(['idle'], idleSection(idle));
     process.stdout.write(`${JSON.stringify(idle)}\n`);
   }
 }

@@ -146,16 +146,22 @@ export function runScript(script, args = [], options = {}) {
 
 /**
  * Replaces the marked sections `names` of RESULTS.md (`<!-- section:<name> -->` to `<!-- /section:<name> -->`)
- * with `lines`, placed before the closing '## Verdict' (not a section's own '### Verdict'), or at the end.
+ * with `lines`, where the first of them stood; new sections go before the closing '## Verdict' (not a section's
+ * own '### Verdict'), or at the end.
  */
 export function spliceSections(names, lines) {
   const file = join(BENCH, 'RESULTS.md');
   let text = readFileSync(file, 'utf8');
+  let at = -1;
   for (const name of names) {
-    text = text.replace(new RegExp(`<!-- section:${name} -->[\\s\\S]*?<!-- /section:${name} -->\\n*`), '');
+    const re = new RegExp(`<!-- section:${name} -->[\\s\\S]*?<!-- /section:${name} -->\\n*`);
+    const m = re.exec(text);
+    if (!m) continue;
+    if (at < 0 || m.index < at) at = m.index;
+    text = text.slice(0, m.index) + text.slice(m.index + m[0].length);
   }
+  if (at < 0) at = text.search(/^## Verdict$/m);
   const block = lines.join('\n');
-  const at = text.search(/^## Verdict$/m);
   text = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text}\n${block}\n`;
   writeFileSync(file, text);
 }
