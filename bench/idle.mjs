@@ -79,7 +79,8 @@ export async function measureIdle(seconds, count) {
     if (pids.length !== count) throw new Error(`expected ${count} pids, got ${pids.length}`);
     const run = (mode) =>
       new Promise((resolve, reject) => {
-        const c = spawn(process.execPath, [fileURLToPath(import.meta.url), 'watch', mode, String(seconds), pids.join(',')], {
+        const args = [fileURLToPath(import.meta.url), 'watch', mode, String(seconds), pids.join(',')];
+        const c = spawn(process.execPath, args, {
           stdio: ['ignore', 'pipe', 'inherit'],
           env: { ...process.env, NODE_OPTIONS: '' },
         });

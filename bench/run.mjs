@@ -117,11 +117,14 @@ const raceFirst = latency.raceWaitExitFirst;
 const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
 const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
 const pkgVersion = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const machine = `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+const machine = `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+  `Node ${process.version}`;
 
-const notSlower = notSlowerP50 && notSlowerP99 ? 'not slower' : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower';
+const notSlower = notSlowerP50 && notSlowerP99 ? 'not slower'
+  : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower';
 const verdict = [
-  `- waitExit (child) p50 is ${fmt(p50Ratio, 2)}× the floor (target ≤ ${TARGET_RATIO}×): **${targetFloor ? 'met' : 'not met'}**.`,
+  `- waitExit (child) p50 is ${fmt(p50Ratio, 2)}× the floor (target ≤ ${TARGET_RATIO}×): ` +
+    `**${targetFloor ? 'met' : 'not met'}**.`,
   `- waitExit (child) against Node's own 'exit' event, measured on separate children: p50 ${fmt(wc.p50)} vs ` +
     `${fmt(ex.p50)} µs, p99 ${fmt(wc.p99)} vs ${fmt(ex.p99)} µs: **${notSlower}**. ` +
     `Armed on the same child, waitExit came first in ${raceFirst} of ${latency.rounds}.`,
@@ -133,9 +136,10 @@ if (wake) {
   const before = wake.p50 - fc.p50;
   const after = wc.p50 - wake.p50;
   verdict.push(
-    `- Where the child path's ${fmt(wc.p50 - fc.p50)} µs over the floor go (p50s): ${fmt(before)} µs before the package's first ` +
-      `JS runs (the loop wake-up, libuv's SIGCHLD handler, libuv dispatch, the N-API callback entry; the watcher alone is ` +
-      `already ${fmt(wake.p50 / fc.p50, 2)}× the floor), and ${fmt(after)} µs from that first JS to the resolved promise.`,
+    `- Where the child path's ${fmt(wc.p50 - fc.p50)} µs over the floor go (p50s): ${fmt(before)} µs before the ` +
+      "package's first JS runs (the loop wake-up, libuv's SIGCHLD handler, libuv dispatch, the N-API callback entry; " +
+      `the watcher alone is already ${fmt(wake.p50 / fc.p50, 2)}× the floor), and ${fmt(after)} µs from that ` +
+      'first JS to the resolved promise.',
   );
 }
 const idleOf = Object.fromEntries(idle.rows.map((r) => [r.mode, r]));
@@ -144,8 +148,8 @@ verdict.push(
   `- Idle: watching ${WATCHED} processes for ${IDLE_S} s costs ${fmt(idleW.cpuMs)} ms CPU and ${idleW.loopWakeups} ` +
     `event-loop wake-ups with waitExit (an idle Node process: ${fmt(idleB.cpuMs)} ms, ${idleB.loopWakeups}), against ` +
     `${fmt(idleP100.cpuMs)} ms and ${idleP100.loopWakeups} wake-ups for the 100 ms poll ` +
-    `(${fmt(idleP100.cpuMs / idleW.cpuMs, 0)}× the CPU) and ${fmt(idleP10.cpuMs)} ms and ${idleP10.loopWakeups} for the ` +
-    `10 ms poll (${fmt(idleP10.cpuMs / idleW.cpuMs, 0)}×).`,
+    `(${fmt(idleP100.cpuMs / idleW.cpuMs, 0)}× the CPU) and ${fmt(idleP10.cpuMs)} ms and ${idleP10.loopWakeups} ` +
+    `for the 10 ms poll (${fmt(idleP10.cpuMs / idleW.cpuMs, 0)}×).`,
 );
 
 const lines = [

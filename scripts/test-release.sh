@@ -28,6 +28,7 @@ if [ -z "${PIDFD_ARM64_NODE:-}" ]; then
 fi
 export PIDFD_ARM64_NODE
 
-node scripts/prebuildify.mjs --release || { echo "test:release: npm run prebuildify -- --release failed" >&2; exit 1; }
-node scripts/check-package.mjs --release || { echo "test:release: npm run check:package -- --release failed" >&2; exit 1; }
+fail() { echo "test:release: $* failed" >&2; exit 1; }
+node scripts/prebuildify.mjs --release || fail 'npm run prebuildify -- --release'
+node scripts/check-package.mjs --release || fail 'npm run check:package -- --release'
 npx tap "$@" test/packaging

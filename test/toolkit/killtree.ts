@@ -1,7 +1,8 @@
 // killTree(): every process of a tree dead, nothing outside it signalled. Every tree runs under a subreaper
 // harness (test/fixtures/tree-fixture.c) that sits outside the tree: orphans that escaped would be re-parented to
-// it (and counted), and it records every signal it receives (killTree must send it none). Every process the tree ever started prints a "born" line with
-// its start time, so the test can check each one is dead afterwards, whoever holds its pid now.
+// it (and counted), and it records every signal it receives (killTree must send it none). Every process the tree
+// ever started prints a "born" line with its start time, so the test can check each one is dead afterwards, whoever
+// holds its pid now.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
