@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: building the C helpers, talking to them, statistics.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,18 @@ export class LineProc {
   }
 }
 
+/** Median of the numbers in `values` (null, undefined and NaN left out); null when there are none. */
+export function median(values) {
+  const s = values.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** A number for a results table, with `digits` decimals; 'n/a' for a value that was not measured. */
+export function fmt(x, digits = 1) {
+  return x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits);
+}
+
 /** Nearest-rank percentile of a sorted array. */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
@@ -130,4 +142,26 @@ export function runScript(script, args = [], options = {}) {
       }
     });
   });
+}
+
+/**
+ * Replaces the marked sections `names` of RESULTS.md (`<!-- section:<name> -->` to `<!-- /section:<name> -->`)
+ * with `lines`, where the first of them stood; new sections go before the closing '## Verdict' (not a section's
+ * own '### Verdict'), or at the end.
+ */
+export function spliceSections(names, lines) {
+  const file = join(BENCH, 'RESULTS.md');
+  let text = readFileSync(file, 'utf8');
+  let at = -1;
+  for (const name of names) {
+    const re = new RegExp(`<!-- section:${name} -->[\\s\\S]*?<!-- /section:${name} -->\\n*`);
+    const m = re.exec(text);
+    if (!m) continue;
+    if (at < 0 || m.index < at) at = m.index;
+    text = text.slice(0, m.index) + text.slice(m.index + m[0].length);
+  }
+  if (at < 0) at = text.search(/^## Verdict$/m);
+  const block = lines.join('\n');
+  text = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text}\n${block}\n`;
+  writeFileSync(file, text);
 }

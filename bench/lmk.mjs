@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { compile, loadPackage, runScript, sleep } from './lib.mjs';
+import { compile, loadPackage, median, runScript, sleep } from './lib.mjs';
 
 const TRIALS = Number(process.argv[2] ?? 6);
 const THRESHOLD = 100;
@@ -113,11 +113,6 @@ try {
     idle[r.mode] = r;
     process.stderr.write(`  idle ${r.mode}: ${r.cpuMs.toFixed(1)} ms CPU in ${(r.wallMs / 1000).toFixed(1)} s\n`);
   }
-  const median = (a) => {
-    const s = a.filter((x) => x !== null).sort((x, y) => x - y);
-    if (s.length === 0) return null;
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const side = (mode) => {
     const t = trials.filter((r) => r.mode === mode);
     const d = t.map((r) => r.onsetToDecisionMs);

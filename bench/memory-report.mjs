@@ -1,12 +1,10 @@
-// The memory parts of `npm run bench` (issue 4): process_mrelease at 1, 4 and 8 GiB in three scenarios
+// The memory parts of `npm run bench`: process_mrelease at 1, 4 and 8 GiB in three scenarios
 // (mrelease.mjs), and the low-memory killer's pressure onset → decision, kernel trigger against polling (lmk.mjs).
 // run.mjs calls these; `node bench/run.mjs --only memory` runs just them and replaces their sections of
 // RESULTS.md in place (between the section markers), leaving the rest of the file as it was.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BENCH, runScript } from './lib.mjs';
-
-const fmt = (x, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d));
+import { BENCH, fmt, runScript, spliceSections } from './lib.mjs';
 
 /** Runs the memory benchmarks; `log` prints progress. */
 export async function runMemoryParts(quick, log) {
@@ -108,24 +106,8 @@ export function memorySections({ mrelease, lmk }) {
   return out;
 }
 
-/** Replaces (or appends) the marked sections in RESULTS.md. */
-export function spliceSections(lines) {
-  const file = join(BENCH, 'RESULTS.md');
-  let text = readFileSync(file, 'utf8');
-  const block = lines.join('\n');
-  for (const name of ['memory', 'lmk']) {
-    const re = new RegExp(`<!-- section:${name} -->[\\s\\S]*?<!-- /section:${name} -->\\n?`);
-    text = text.replace(re, '');
-  }
-  // The old, unmarked memory section of earlier runs
-  text = text.replace(/## Memory back after SIGKILL \(the victim's own memory cgroup usage\)\n[\s\S]*?(?=\n## )/, '');
-  const at = text.search(/^## Verdict$/m); // the closing verdict, not a section's own `### Verdict`
-  text = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text}\n${block}\n`;
-  writeFileSync(file, text);
-}
-
 // node bench/memory-report.mjs   re-renders the sections from bench/results-memory.json into RESULTS.md
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const data = JSON.parse(readFileSync(join(BENCH, 'results-memory.json'), 'utf8'));
-  spliceSections(memorySections(data));
+  spliceSections(['memory', 'lmk'], memorySections(data));
 }

@@ -25,7 +25,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, rmdirSync, writeF
 import { availableParallelism, constants as osConstants, setPriority } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, loadPackage, now, sleep } from './lib.mjs';
+import { compile, loadPackage, median, now, sleep } from './lib.mjs';
 
 const MIB = Number(process.argv[2] ?? 2048);
 const TRIALS = Number(process.argv[3] ?? 6);
@@ -142,11 +142,6 @@ async function trial(withRelease, busyCpu, nice) {
   }
 }
 
-const median = (a) => {
-  if (a.length === 0) return null;
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ms = (ns) => (ns === null ? null : ns / 1e6);
 
 function side(trials, withRelease) {

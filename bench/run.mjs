@@ -5,28 +5,28 @@
 //
 // Parts (each also runs alone, see the file):
 //   latency.mjs   SIGKILL → notification: C floor, waitExit, child_process 'exit', 10 ms kill(pid, 0) polling
-//   idle.mjs      CPU time while 2,000 live processes are watched for 10 s: waitExit against a 10 ms poll
+//   idle.mjs      CPU and event-loop wake-ups while 2,000 live processes are watched for 60 s: waitExit against
+//                 polling every 100 ms (pm2) and every 10 ms, and an idle Node process
 //   terminate.mjs terminate() of 2 × 200 processes against tree-kill + pm2-style polling
 //   killtree.mjs  killTree() against the tree-kill package on 500-process trees (toolkit-report.mjs renders both)
 //   mrelease.mjs  SIGKILL → memory freed for 1, 4 and 8 GiB processes, with and without pidfd.release(), idle,
 //                 busy and starved (memory-report.mjs)
 //   lmk.mjs       the low-memory killer: pressure onset → kill decision, PSI trigger against polling
-//   health.mjs    event-loop wake-ups and CPU of a process watching 2,000 processes for 60 s, against pm2's polling
 //
 //   node bench/run.mjs --only memory    just the memory parts; replaces their sections of RESULTS.md in place
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { BENCH, compile, LineProc, loadPackage, ROOT, runScript } from './lib.mjs';
+import { BENCH, compile, fmt, loadPackage, ROOT, runScript, spliceSections } from './lib.mjs';
+import { idleSection, measureIdle } from './idle.mjs';
 import { runToolkit, toolkitSection } from './toolkit-report.mjs';
-import { memorySections, runMemoryParts, spliceSections } from './memory-report.mjs';
+import { memorySections, runMemoryParts } from './memory-report.mjs';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 60 : 500;
 const WATCHED = 2000;
-const IDLE_S = quick ? 2 : 10;
-const IDLE_PASSES = quick ? 1 : 2;
+const IDLE_S = quick ? 2 : 60;
 const TARGET_RATIO = 1.15;
 
 if (process.platform !== 'linux') {
@@ -49,7 +49,7 @@ if (process.argv.includes('--only')) {
   const mem = await runMemoryParts(quick, log);
   const section = memorySections(mem);
   process.stdout.write(`${section.join('\n')}\n`);
-  if (!quick) spliceSections(section);
+  if (!quick) spliceSections(['memory', 'lmk'], section);
   writeFileSync(join(BENCH, quick ? 'results-memory-quick.json' : 'results-memory.json'), `${JSON.stringify({ date: started.toISOString(), ...mem }, null, 1)}\n`);
   process.exit(0);
 }
@@ -57,26 +57,8 @@ if (process.argv.includes('--only')) {
 log(`latency: ${ROUNDS} processes per mechanism, interleaved ...`);
 const latency = await runScript('latency.mjs', [String(ROUNDS)]);
 
-log(`idle CPU: ${WATCHED} processes watched for ${IDLE_S} s, ${IDLE_PASSES} pass(es) ...`);
-const idle = { baseline: [], waitExit: [], poll: [] };
-{
-  const reaper = new LineProc(compile('helper'), ['reaper']);
-  try {
-    const pids = (await reaper.ask(`m ${WATCHED}`)).trim().split(' ');
-    if (pids.length !== WATCHED) throw new Error(`expected ${WATCHED} pids, got ${pids.length}`);
-    const orders = [['baseline', 'waitExit', 'poll'], ['poll', 'waitExit', 'baseline']];
-    for (let pass = 0; pass < IDLE_PASSES; pass++) {
-      for (const mode of orders[pass % 2]) {
-        const r = await runScript('idle.mjs', [mode, String(IDLE_S), pids.join(',')]);
-        if (r.exitedDuringWindow !== 0) throw new Error(`${mode}: ${r.exitedDuringWindow} watched processes exited`);
-        log(`  ${mode}: ${r.cpuMs.toFixed(1)} ms CPU in ${(r.wallMs / 1000).toFixed(1)} s`);
-        idle[mode].push(r);
-      }
-    }
-  } finally {
-    await reaper.end();
-  }
-}
+log(`idle: ${WATCHED} processes watched for ${IDLE_S} s, every mechanism side by side ...`);
+const idle = await measureIdle(IDLE_S, WATCHED);
 
 const memory = await runMemoryParts(quick, log);
 
@@ -84,12 +66,7 @@ const toolkit = await runToolkit(quick, log);
 
 // ---- report ----
 const S = latency.stats;
-const fmt = (x, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d));
 const ratio = (a, b) => a / b;
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function latencyRows(rows, floorKey) {
   const f = S[floorKey];
@@ -137,39 +114,42 @@ const notSlowerP50 = wc.p50 <= ex.p50;
 const notSlowerP99 = wc.p99 <= ex.p99;
 const raceFirst = latency.raceWaitExitFirst;
 
-const idleRow = (mode, label) => {
-  const runs = idle[mode];
-  const cpu = median(runs.map((r) => r.cpuMs));
-  const wall = median(runs.map((r) => r.wallMs));
-  const steady = median(runs.map((r) => r.steadyMsPerS));
-  return { mode, label, watched: runs[0].watched, cpuMs: cpu, pct: (100 * cpu) / wall, steady, checks: median(runs.map((r) => r.checks)), runs: runs.length };
-};
-const idleRows = [
-  idleRow('baseline', 'idle Node process, nothing watched'),
-  idleRow('waitExit', '`waitExit()` pending on each'),
-  idleRow('poll', '`process.kill(pid, 0)` on each, every 10 ms'),
-];
-const idleTable = [
-  `| mechanism | processes watched | CPU ms in ${IDLE_S} s | % of one core | steady: CPU ms per second (median 1 s slice) |`,
-  '| --- | ---: | ---: | ---: | ---: |',
-  ...idleRows.map((r) => `| ${r.label} | ${r.watched} | ${fmt(r.cpuMs)} | ${fmt(r.pct, 2)} | ${fmt(r.steady, 2)} |`),
-];
+const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
+const pkgVersion = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+const machine = `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+  `Node ${process.version}`;
 
-const idleW = idleRows[1];
-const idleP = idleRows[2];
-const idleB = idleRows[0];
+const notSlower = notSlowerP50 && notSlowerP99 ? 'not slower'
+  : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower';
+const verdict = [
+  `- waitExit (child) p50 is ${fmt(p50Ratio, 2)}× the floor (target ≤ ${TARGET_RATIO}×): ` +
+    `**${targetFloor ? 'met' : 'not met'}**.`,
+  `- waitExit (child) against Node's own 'exit' event, measured on separate children: p50 ${fmt(wc.p50)} vs ` +
+    `${fmt(ex.p50)} µs, p99 ${fmt(wc.p99)} vs ${fmt(ex.p99)} µs: **${notSlower}**. ` +
+    `Armed on the same child, waitExit came first in ${raceFirst} of ${latency.rounds}.`,
+  `- Non-children: waitExit resolves at p50 ${fmt(wn.p50)} µs against ${fmt(pl.p50)} µs for the 10 ms poll ` +
+    `(${fmt(pl.p50 / wn.p50, 0)}× sooner), at ${fmt(S['floor.reaped'] ? wn.p50 / S['floor.reaped'].p50 : NaN, 2)}× ` +
+    'the floor for a reaped process.',
+];
+if (wake) {
+  const before = wake.p50 - fc.p50;
+  const after = wc.p50 - wake.p50;
+  verdict.push(
+    `- Where the child path's ${fmt(wc.p50 - fc.p50)} µs over the floor go (p50s): ${fmt(before)} µs before the ` +
+      "package's first JS runs (the loop wake-up, libuv's SIGCHLD handler, libuv dispatch, the N-API callback entry; " +
+      `the watcher alone is already ${fmt(wake.p50 / fc.p50, 2)}× the floor), and ${fmt(after)} µs from that ` +
+      'first JS to the resolved promise.',
+  );
+}
+const idleOf = Object.fromEntries(idle.rows.map((r) => [r.mode, r]));
+const { baseline: idleB, waitExit: idleW, poll100: idleP100, poll10: idleP10 } = idleOf;
 verdict.push(
-  `- Idle: watching ${WATCHED} processes for ${IDLE_S} s costs ${fmt(idleW.cpuMs)} ms CPU with waitExit against ` +
-    `${fmt(idleP.cpuMs)} ms for the 10 ms poll (${fmt(idleP.cpuMs / idleW.cpuMs, 0)}× more); an idle Node process uses ` +
-    `${fmt(idleB.cpuMs)} ms. In steady state waitExit costs ${fmt(idleW.steady, 2)} ms per second (idle Node: ` +
-    `${fmt(idleB.steady, 2)}), the poll ${fmt(idleP.steady, 1)} ms per second` +
-    (idleW.steady <= 2 * idleB.steady + 0.2
-      ? ': watching itself costs nothing measurable' +
-        (idleW.cpuMs > 2 * idleB.cpuMs + 2
-          ? `; the rest of waitExit's window total is a one-off garbage collection of the setup's allocations ` +
-            `(V8's memory reducer, some 8 s after setup).`
-          : '.')
-      : '.'),
+  `- Idle: watching ${WATCHED} processes for ${IDLE_S} s costs ${fmt(idleW.cpuMs)} ms CPU and ${idleW.loopWakeups} ` +
+    `event-loop wake-ups with waitExit (an idle Node process: ${fmt(idleB.cpuMs)} ms, ${idleB.loopWakeups}), against ` +
+    `${fmt(idleP100.cpuMs)} ms and ${idleP100.loopWakeups} wake-ups for the 100 ms poll ` +
+    `(${fmt(idleP100.cpuMs / idleW.cpuMs, 0)}× the CPU) and ${fmt(idleP10.cpuMs)} ms and ${idleP10.loopWakeups} ` +
+    `for the 10 ms poll (${fmt(idleP10.cpuMs / idleW.cpuMs, 0)}×).`,
 );
 
 const lines = [
@@ -192,9 +172,7 @@ const lines = [
   '',
   ...nonChildTable,
   '',
-  `## CPU while ${WATCHED} live processes are watched and idle (median of ${IDLE_PASSES})`,
-  '',
-  ...idleTable,
+  ...idleSection(idle),
   '',
   ...memorySections(memory),
   '',
@@ -214,16 +192,14 @@ const lines = [
     'can only see the reap.',
   '- Diagnostic rows time the first JS handler of the package\'s readiness watcher (internal module dist/watcher.js): ' +
     'what any JS-level work has to start from. `node bench/profile.mjs` prints the step-by-step timeline of waitExit.',
-  `- Idle CPU: one fresh Node process per measurement, ${WATCHED} victims, 1 s to settle, then process.cpuUsage() ` +
-    'over the window in 1 s slices.',
+  `- Idle: one fresh Node process per mechanism, all on the same ${WATCHED} victims at once, 2 s to settle, then one ` +
+    'timer for the window; process.cpuUsage() and the loop thread\'s voluntary context switches over it.',
   '',
 ];
 const report = lines.join('\n');
 process.stdout.write(`\n${report}\n`);
 if (!quick) {
   writeFileSync(join(BENCH, 'RESULTS.md'), report);
-  // 60 s more: the event-loop health section, spliced into RESULTS.md by health.mjs itself.
-  execFileSync(process.execPath, [join(BENCH, 'health.mjs')], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 writeFileSync(
   join(BENCH, quick ? 'results-quick.json' : 'results.json'),

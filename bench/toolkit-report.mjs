@@ -1,12 +1,8 @@
 // The process-manager toolkit's part of `npm run bench`: runs bench/terminate.mjs and bench/killtree.mjs and
 // renders their section of bench/RESULTS.md. Kept apart so bench/run.mjs only calls two functions.
-import { runScript } from './lib.mjs';
+import { fmt, median, runScript } from './lib.mjs';
 
-const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? 'n/a' : x.toFixed(d));
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+const whole = (x) => fmt(x, 0); // ms and process counts
 
 /** Runs both toolkit benchmarks; quick: fewer processes and rounds. */
 export async function runToolkit(quick, log) {
@@ -31,9 +27,9 @@ export function toolkitSection({ terminate, killtree }) {
     const runs = T.runs.filter((r) => r.mode === mode);
     if (runs.length === 0) return undefined;
     const m = (f) => median(runs.map(f));
-    return `| ${label[mode]} | ${runs.length} | ${fmt(m((r) => r.wallMs))} | ${fmt(m((r) => r.honourUs.p50 / 1000), 1)} | ` +
-      `${fmt(m((r) => r.ignoreUs.p50 / 1000))} | ${fmt(m((r) => r.cpuMs))} | ${fmt(m((r) => r.childCpuMs))} | ` +
-      `${fmt(m((r) => r.escalatedHonour))} | ${fmt(m((r) => r.alive))} |`;
+    return `| ${label[mode]} | ${runs.length} | ${whole(m((r) => r.wallMs))} | ${fmt(m((r) => r.honourUs.p50 / 1000), 1)} | ` +
+      `${whole(m((r) => r.ignoreUs.p50 / 1000))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.childCpuMs))} | ` +
+      `${whole(m((r) => r.escalatedHonour))} | ${whole(m((r) => r.alive))} |`;
   }).filter(Boolean);
   const K = killtree;
   const krows = [];
@@ -43,7 +39,7 @@ export function toolkitSection({ terminate, killtree }) {
       if (runs.length === 0) continue;
       const m = (f) => median(runs.map(f));
       krows.push(`| ${grow ? 'growing' : 'static'} | ${mode === 'pidfd' ? '`await killTree(root)`' : '`tree-kill` (SIGTERM), then `kill(pid, 0)` polling until its pids are gone'} | ` +
-        `${runs.length} | ${fmt(m((r) => r.before))} | ${fmt(m((r) => r.wallMs))} | ${fmt(m((r) => r.cpuMs))} | ${fmt(m((r) => r.survivors))} |`);
+        `${runs.length} | ${whole(m((r) => r.before))} | ${whole(m((r) => r.wallMs))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.survivors))} |`);
     }
   }
   const med = (mode, f) => median(T.runs.filter((r) => r.mode === mode).map(f));
@@ -75,15 +71,15 @@ export function toolkitSection({ terminate, killtree }) {
     '',
     '### Verdict (toolkit)',
     '',
-    `- terminate: ${2 * T.n} processes stopped in ${fmt(med('pidfd', (r) => r.wallMs))} ms (the ${T.graceMs} ms grace ` +
-      `included) with ${fmt(med('pidfd', (r) => r.cpuMs))} ms CPU; processes honouring SIGTERM were known gone after ` +
+    `- terminate: ${2 * T.n} processes stopped in ${whole(med('pidfd', (r) => r.wallMs))} ms (the ${T.graceMs} ms grace ` +
+      `included) with ${whole(med('pidfd', (r) => r.cpuMs))} ms CPU; processes honouring SIGTERM were known gone after ` +
       `${fmt(med('pidfd', (r) => r.honourUs.p50 / 1000), 1)} ms (p50) against ${fmt(med('poll', (r) => r.honourUs.p50 / 1000), 1)} ms ` +
-      `with 100 ms polling and ${fmt(med('pm2', (r) => r.honourUs.p50 / 1000), 0)} ms with tree-kill + polling, which ` +
-      `spent ${fmt(med('pm2', (r) => r.childCpuMs))} ms CPU in \`ps\` and sent SIGKILL to ` +
-      `${fmt(med('pm2', (r) => r.escalatedHonour))} processes that would have honoured SIGTERM (their SIGTERM came after the grace period).`,
-    `- killTree (static ${K.n}): ${fmt(kmed('pidfd', false, (r) => r.wallMs))} ms against ${fmt(kmed('tree-kill', false, (r) => r.wallMs))} ms ` +
-      `for tree-kill + polling; growing tree: ${fmt(kmed('pidfd', true, (r) => r.survivors))} survivors with killTree against ` +
-      `${fmt(kmed('tree-kill', true, (r) => r.survivors))} with tree-kill.`,
+      `with 100 ms polling and ${whole(med('pm2', (r) => r.honourUs.p50 / 1000))} ms with tree-kill + polling, which ` +
+      `spent ${whole(med('pm2', (r) => r.childCpuMs))} ms CPU in \`ps\` and sent SIGKILL to ` +
+      `${whole(med('pm2', (r) => r.escalatedHonour))} processes that would have honoured SIGTERM (their SIGTERM came after the grace period).`,
+    `- killTree (static ${K.n}): ${whole(kmed('pidfd', false, (r) => r.wallMs))} ms against ${whole(kmed('tree-kill', false, (r) => r.wallMs))} ms ` +
+      `for tree-kill + polling; growing tree: ${whole(kmed('pidfd', true, (r) => r.survivors))} survivors with killTree against ` +
+      `${whole(kmed('tree-kill', true, (r) => r.survivors))} with tree-kill.`,
     '',
   ];
 }

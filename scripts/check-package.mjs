@@ -1,19 +1,23 @@
 #!/usr/bin/env node
 // npm run check:package: what `npm pack` would publish, checked as users get it.
 //   1. every file in the tarball matches the allow-list below (no tests, benchmarks, build output, TypeScript
-//      sources, docs sources or editor leftovers), and what must be there is there: both prebuilds, the native
-//      sources for the source-build fallback, every file that main/types/exports/bin point to;
+//      sources, docs sources or editor leftovers), and what must be there is there: the host's prebuild, the
+//      native sources for the source-build fallback, every file that main/types/exports/bin point to; the other
+//      architecture's prebuild too in a release check (--release or PIDFD_RELEASE=1, as .ci/run sets), else its
+//      absence is reported as not checked;
 //   2. its size, packed and unpacked, is printed;
 //   3. publint (package.json against the files; warnings count as errors) and @arethetypeswrong/cli (types resolve
 //      for require and import under node10, node16 and bundler resolution) pass on the tarball itself.
 // Exits 1 when any check fails.
 //
-//   node scripts/check-package.mjs [package.tgz]     (default: npm pack into a temporary directory)
+//   node scripts/check-package.mjs [--release] [package.tgz]     (default: npm pack into a temporary directory)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { arch } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'node_modules', '.bin');
@@ -31,10 +35,14 @@ const ALLOWED = [
   /^types\/[\w/-]+\.d\.ts$/,
   /^prebuilds\/linux-(x64|arm64)\/pidfd\.glibc\.node$/,
 ];
-const REQUIRED = [
-  'package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/install.js',
-  'prebuilds/linux-x64/pidfd.glibc.node', 'prebuilds/linux-arm64/pidfd.glibc.node',
-];
+const REQUIRED = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/install.js'];
+const PREBUILDS = ['x64', 'arm64'].map((a) => ({ arch: a, path: `prebuilds/linux-${a}/pidfd.glibc.node` }));
+
+const { values, positionals } = parseArgs({
+  options: { release: { type: 'boolean', default: false } },
+  allowPositionals: true,
+});
+const release = values.release || process.env.PIDFD_RELEASE === '1';
 
 let failures = 0;
 function fail(message) {
@@ -48,7 +56,7 @@ function run(cmd, args, options = {}) {
 
 const scratch = mkdtempSync(join(tmpdir(), 'pidfd-check-package-'));
 try {
-  let tarball = process.argv[2];
+  let tarball = positionals[0];
   if (!tarball) {
     // `prepare` runs first, so dist/ and types/ are compiled from the current lib/.
     const r = run('npm', ['pack', '--json', '--pack-destination', scratch]);
@@ -89,6 +97,15 @@ try {
   collect(pkg.bin);
   for (const f of readdirNative()) targets.add(f);
   for (const t of targets) if (!files.has(t)) fail(`missing ${t}`);
+  // The host's prebuild is always built; the other one needs a cross compiler, which only a release must have.
+  for (const p of PREBUILDS) {
+    if (files.has(p.path)) continue;
+    if (release || p.arch === arch()) fail(`missing ${p.path}${release ? ' (a release ships every prebuild)' : ''}`);
+    else {
+      console.log(`  skip ${p.path} is not in the tarball (this machine did not build it: npm run prebuildify ` +
+        'says why); a release check (--release or PIDFD_RELEASE=1) requires it');
+    }
+  }
   // A bin must run as a command: it needs its shebang (npm links it as is).
   const bins = typeof pkg.bin === 'string' ? [pkg.bin] : Object.values(pkg.bin ?? {});
   for (const bin of bins.map((b) => b.replace(/^\.\//, ''))) {

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole tap suite against an AddressSanitizer + UndefinedBehaviorSanitizer build of the addon:
-#   npm run test:sanitize [-- tap args, e.g. test/02-wait.ts]
+#   npm run test:sanitize [-- tap args, e.g. test/core/wait.ts]
 # Builds build/Release/pidfd.node with -Dsanitize=1, preloads the ASan runtime into every process the suite starts
 # (Node is not built with ASan, so the runtime must come first), runs tap, then rebuilds the normal addon.
 # Leak detection is on. Suppressions (scripts/lsan.supp) name only Node's and V8's own allocations, matched on the
 # allocating frame alone (see that file).
-# With no arguments it runs every test but the packaging ones (10, 30-34: they pack, install and build rather than
-# exercise the addon, and run other Node binaries) and 24 (see below); give test files to run those instead. tap's per-file timeout is
-# raised: instrumented code runs several times slower.
+# With no arguments it runs every test but those in test/packaging/ (they pack, install and build rather than
+# exercise the addon, and run other Node binaries) and test/lmk/steps.ts (see below); give test files or folders to
+# run those instead. tap's per-file timeout is raised: instrumented code runs several times slower.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
@@ -19,10 +19,9 @@ if [ ! -e "$asan" ]; then
 fi
 files=()
 if [ "$(printf '%s\n' "$@" | grep -c '^test/')" -eq 0 ]; then
-  # test/24-lmk-steps.ts is left out too: it checks how many MiB a worker frees when asked to trim, inside a memory
-  # budget, and the preloaded runtime in every worker changes those amounts (it failed 2 of 5 sanitized runs and
-  # none of 12 plain ones).
-  mapfile -t files < <(ls test/*.ts | grep -Ev '^test/(10|3[0-9]|24)-')
+  # test/lmk/steps.ts is left out too: it checks how many MiB a worker frees when asked to trim, inside a memory
+  # budget, and the preloaded runtime in every worker changes those amounts.
+  mapfile -t files < <(npx tap list | grep -v '^test/packaging/' | grep -vx 'test/lmk/steps.ts')
 fi
 npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 || { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }
 

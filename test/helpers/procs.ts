@@ -1,14 +1,16 @@
 // Shared helpers for tests: real processes, cleaned up after each test file.
+import type { Test } from 'tap';
 import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures');
 const OUT = join(ROOT, 'build', 'test-fixtures');
+const SUPPORT = join(FIXTURES, 'support');
 // Linked into every fixture: under `npm run test:sanitize` the preloaded leak checker skips the fixtures (what a
 // test helper leaves allocated at its exit is not this package's).
-const LSAN_OFF = join(FIXTURES, 'support', 'lsan-off.c');
+const LSAN_OFF = join(SUPPORT, 'lsan-off.c');
 
 /**
  * Compiles test/fixtures/<name>.c (once, and again when the source changes) and returns the binary's path.
@@ -17,7 +19,9 @@ const LSAN_OFF = join(FIXTURES, 'support', 'lsan-off.c');
 export function fixture(name: string): string {
   const src = join(FIXTURES, `${name}.c`);
   const bin = join(OUT, name);
-  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, statSync(LSAN_OFF).mtimeMs)) {
+  // Rebuilt when the source or anything in support/ (lsan-off.c, shared headers) is newer than the binary.
+  const support = readdirSync(SUPPORT).map((f) => statSync(join(SUPPORT, f)).mtimeMs);
+  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, ...support)) {
     mkdirSync(OUT, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;
     // Without a sanitizer runtime preloaded by `npm run test:sanitize`: the compiler's own leaks are not ours.
@@ -42,6 +46,34 @@ export function track(child: ChildProcess): ChildProcess {
 /** `sleep <seconds>` as a child, tracked. */
 export function sleeper(seconds = 1000, options: SpawnOptions = {}): ChildProcess {
   return track(spawn('sleep', [String(seconds)], { stdio: 'ignore', ...options }));
+}
+
+/** A sleeper killed at the end of the test `t`, whatever happened. */
+export function sleeperFor(t: Test): ChildProcess {
+  const child = sleeper();
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  return child;
+}
+
+/** Polls a condition on the event loop (for states that only the kernel reports, such as "now a zombie"). */
+export async function until(cond: () => boolean, what: string, guardMs = 20_000): Promise<void> {
+  const end = Date.now() + guardMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Blocks the thread (so Node cannot reap a child meanwhile) until `cond` holds. */
+export function untilSync(cond: () => boolean, what: string, guardMs = 20_000): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const end = Date.now() + guardMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    Atomics.wait(cell, 0, 0, 2);
+  }
 }
 
 /** Resolves with the child's 'exit' event arguments. */
@@ -78,11 +110,13 @@ export interface NodeRun {
 /**
  * Runs `node <args>` as a plain Node (`env -u NODE_OPTIONS` drops the test runner's hooks, which it re-adds to any
  * env given to spawn and which every worker would load too), under `prefix` if given (e.g. a seccomp wrapper,
- * `unshare`, `setpriv`). Resolves when its output is closed.
+ * `unshare`, `setpriv`). `node` and `cwd` default to this process's. Resolves when its output is closed.
  */
-export function runNode(args: string[], prefix: string[] = []): Promise<NodeRun> {
-  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...args];
-  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
+export function runNode(
+  args: string[], prefix: string[] = [], options: { node?: string; cwd?: string } = {},
+): Promise<NodeRun> {
+  const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', options.node ?? process.execPath, ...args];
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -1,0 +1,126 @@
+// The killer's first two steps: reclaim before any kill where it helps (a worker's page
+// cache, charged to the budget, is paged out and nobody dies), and trim (a worker that frees memory when asked is
+// not killed, by signal or by callback). Both run the killer's own loop (start()), not check().
+//
+// Budget: a cgroup v1 memory group with a 512 MiB limit; the killer acts below 128 MiB of headroom. No swap here:
+// only the file pages can be reclaimed, which is what the reclaim test relies on.
+import t from 'tap';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LowMemoryKiller, TrimEvent } from '../../lib/index';
+import {
+  budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker,
+} from '../helpers/mem-helpers';
+
+const MiB = 2 ** 20;
+const LIMIT = 512 * MiB;
+const MIN_AVAILABLE = 128 * MiB;
+const GUARD_MS = 15_000;
+
+const TMPFS_MAGIC = 0x01021994;
+const base =
+  [tmpdir(), join(__dirname, '..', '..', 'build')].find((d) => statfsSync(d).type !== TMPFS_MAGIC) ?? tmpdir();
+const dir = mkdtempSync(join(base, 'pidfd-lmk-'));
+
+const workers: Worker[] = [];
+t.teardown(async () => {
+  for (const w of workers) await w.kill();
+  await removeAllGroups();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function worker(group: string, adj: number, mib: number): Promise<Worker> {
+  return budgetWorker(workers, group, adj, mib);
+}
+function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
+  return recordEvents(lmk);
+}
+
+function until(lmk: LowMemoryKiller, type: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const guard = setTimeout(() => reject(new Error(`no ${type} event within ${GUARD_MS} ms`)), GUARD_MS);
+    lmk.once(type, (e) => {
+      clearTimeout(guard);
+      resolve(e);
+    });
+  });
+}
+
+const alive = (w: Worker): boolean => w.proc.exitCode === null && w.proc.signalCode === null;
+
+if (!memoryV1Root()) {
+  t.skip('no cgroup v1 memory controller: these tests need a memory group of their own');
+} else {
+  t.test('reclaim first: page cache charged to the budget is paged out, and nobody dies', async (t) => {
+    const file = join(dir, 'cache');
+    const fd = openSync(file, 'w');
+    const chunk = Buffer.alloc(MiB, 0x33);
+    for (let i = 0; i < 192; i++) writeSync(fd, chunk);
+    fsyncSync(fd);
+    closeSync(fd);
+    const g = makeV1MemoryGroup('lmk-reclaim', LIMIT)!;
+    const w1 = await worker(g, 0, 64);
+    const w2 = await worker(g, 900, 0);
+    await w2.ask(`f ${file}`, 'file');
+    const lmk = new LowMemoryKiller({ candidates: { cgroup: g }, memory: { cgroup: g }, minAvailable: MIN_AVAILABLE, interval: 100 });
+    t.teardown(() => lmk.stop());
+    const log = record(lmk);
+    t.ok(lmk.headroom().available > MIN_AVAILABLE + 64 * MiB, 'room to spare before the push');
+    lmk.start();
+    const recovered = until(lmk, 'recovered');
+    await w1.ask('a 160', 'anon'); // past the bound: the file pages are what can go
+    await recovered;
+    const r = log.filter((x) => x.type === 'reclaim').map((x) => x.e).find((e) => e.pid === w2.pid);
+    t.ok(r, 'the worker holding the page cache was reclaimed');
+    t.ok(r.rssBefore - r.rssAfter >= 150 * MiB, `its RSS went ${(r.rssBefore / MiB).toFixed(0)} -> ${(r.rssAfter / MiB).toFixed(0)} MiB`);
+    t.same(log.filter((x) => x.type === 'kill'), [], 'no kill: reclaim was enough');
+    t.ok(alive(w1) && alive(w2));
+    t.ok(lmk.headroom().available >= MIN_AVAILABLE, `headroom back to ${(lmk.headroom().available / MiB).toFixed(0)} MiB`);
+    await lmk.stop();
+  });
+
+  for (const how of ['signal', 'callback'] as const) {
+    t.test(`trim by ${how}: the worker that frees memory when asked is not killed`, async (t) => {
+      const g = makeV1MemoryGroup(`lmk-trim-${how}`, LIMIT)!;
+      const first = await worker(g, 1000, 200); // first in line for a kill, but it answers the trim
+      const other = await worker(g, 0, 64); // does not trim (it ignores the signal)
+      if (how === 'signal') await first.ask('t', 'trim on');
+      const asked: number[] = [];
+      const lmk = new LowMemoryKiller({
+        candidates: { cgroup: g },
+        memory: { cgroup: g },
+        minAvailable: MIN_AVAILABLE,
+        interval: 100,
+        reclaim: false,
+        trim: how === 'signal'
+          // Generous deadlines: the step ends as soon as the memory is back (and, with a callback, the callback
+          // has settled), so they only matter on a slow run (a sanitizer build).
+          ? { signal: 'SIGUSR1', deadline: 10_000 }
+          : {
+              deadline: 10_000,
+              callback: async (c) => {
+                asked.push(c.pid);
+                if (c.pid === first.pid) await first.ask('u', 'unmapped');
+              },
+            },
+      });
+      t.teardown(() => lmk.stop());
+      const log = record(lmk);
+      lmk.start();
+      const recovered = until(lmk, 'recovered');
+      await other.ask('a 200', 'anon');
+      await recovered;
+      if (how === 'signal') t.match(await first.next('trimmed'), /^trimmed 209715200$/, 'the worker got the signal and freed 200 MiB');
+      else t.same(asked.sort(), [first.pid, other.pid].sort(), 'the callback was asked about each candidate');
+      const trims = log.filter((x) => x.type === 'trim').map((x) => x.e as TrimEvent);
+      const mine = trims.find((e) => e.pid === first.pid);
+      t.comment(JSON.stringify({ first: first.pid, other: other.pid, asked, log: log.map((x) => [x.type, x.e.pid, x.e.freed]) }));
+      t.ok(mine && mine.freed >= 190 * MiB, `trim event: ${((mine?.freed ?? 0) / MiB).toFixed(0)} MiB freed`);
+      t.same(log.filter((x) => x.type === 'kill'), [], 'no kill');
+      t.ok(alive(first) && alive(other), 'both live');
+      t.same(log.filter((x) => x.type === 'error'), []);
+      await lmk.stop();
+    });
+  }
+}
