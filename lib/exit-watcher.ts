@@ -90,7 +90,7 @@ export class ExitWatcher extends EventEmitter {
       if (this.#entries.has(target)) return target;
       p = target;
       owned = false;
-      p.fd; // throws ERR_PIDFD_CLOSED now, rather than as an 'error' event later
+      void p.fd; // throws ERR_PIDFD_CLOSED now, rather than as an 'error' event later
     } else if (typeof target === 'number') {
       validateInteger(target, 'target', 1, 2 ** 22);
       p = PidFd.open(target);
@@ -127,7 +127,7 @@ export class ExitWatcher extends EventEmitter {
    * watcher.delete(p);
    */
   delete(target: PidFd | number): boolean {
-    const entries = target instanceof PidFd ? [this.#entries.get(target)] : [...(this.#byPid.get(target as number) ?? [])];
+    const entries = target instanceof PidFd ? [this.#entries.get(target)] : [...(this.#byPid.get(target) ?? [])];
     let any = false;
     for (const e of entries) {
       if (e === undefined || !this.#remove(e)) continue;
@@ -145,7 +145,7 @@ export class ExitWatcher extends EventEmitter {
    * if (!watcher.has(pid)) watcher.add(pid);
    */
   has(target: PidFd | number): boolean {
-    return target instanceof PidFd ? this.#entries.has(target) : (this.#byPid.get(target as number)?.size ?? 0) > 0;
+    return target instanceof PidFd ? this.#entries.has(target) : (this.#byPid.get(target)?.size ?? 0) > 0;
   }
 
   /**

@@ -24,8 +24,8 @@ export type { ProcessView, ProcStat } from './procfs';
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
 export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
 export type {
-  Candidate, CandidateSource, KillerPsiOptions, LockResult, LowMemoryKillerOptions, MemoryHeadroom, PressureStartEvent,
-  ReclaimEvent, TrimEvent, KillEvent,
+  Candidate, CandidateSource, KillerPsiOptions, LockResult, LowMemoryKillerEvents, LowMemoryKillerOptions,
+  MemoryHeadroom, PressureStartEvent, ReclaimEvent, RecoveredEvent, TrimEvent, KillEvent,
 } from './lmk';
 export type {
   Pressure, PressureLine, PressureResource, PressureEvent, ReadPressureOptions, WatchPressureOptions,

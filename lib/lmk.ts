@@ -204,7 +204,38 @@ export interface KillEvent {
   dryRun: boolean;
 }
 
+/**
+ * Emitted when an episode ends: the headroom is back above the threshold plus its hysteresis (or the PSI stall is
+ * over).
+ *
+ * @example
+ * lmk.on('recovered', (e: RecoveredEvent) => console.log(`episode ${e.episode} over: ${e.available} bytes free`));
+ */
+export interface RecoveredEvent {
+  episode: number;
+  /** Available bytes when the episode ended. */
+  available: number;
+  total: number;
+}
+
+/**
+ * The events of a `LowMemoryKiller` and the argument each listener gets.
+ *
+ * @example
+ * const log = (name: keyof LowMemoryKillerEvents) => lmk.on(name, (e) => console.log(name, e));
+ */
+export interface LowMemoryKillerEvents {
+  pressure: [PressureStartEvent];
+  reclaim: [ReclaimEvent];
+  trim: [TrimEvent];
+  kill: [KillEvent];
+  recovered: [RecoveredEvent];
+  error: [Error];
+}
+
 const MiB = 2 ** 20;
+// A trim callback may reject with any value; listeners of 'error' get an Error.
+const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 const fmt = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
 const sleep = (ms: number, ref: boolean): Promise<void> =>
   new Promise((r) => {
@@ -296,7 +327,7 @@ interface Listed {
  * lmk.on('kill', (e) => console.log(`killed ${e.pid} (${e.comm}): ${e.bytesFreed} bytes back in ${e.memoryMs} ms`));
  * lmk.start();
  */
-export class LowMemoryKiller extends EventEmitter {
+export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   /** The options it was created with. */
   readonly options: Readonly<LowMemoryKillerOptions>;
   #source: CandidateSource;
@@ -426,7 +457,7 @@ export class LowMemoryKiller extends EventEmitter {
         this.#psiUntil = performance.now() + e.window;
         this.#wake();
       });
-      this.#psi.on('error', (err) => this.emit('error', err));
+      this.#psi.on('error', (err: Error) => this.emit('error', err));
     }
     // Memory is checked on a timer (with PSI alone, the timer notices that pressure has ended).
     this.#timer = setInterval(() => this.#wake(), this.options.interval ?? 1000);
@@ -460,7 +491,7 @@ export class LowMemoryKiller extends EventEmitter {
     }
     this.#busy = this.#evaluate()
       .catch((err) => {
-        this.emit('error', err);
+        this.emit('error', err as Error);
       })
       .finally(() => {
         this.#busy = undefined;
@@ -585,7 +616,7 @@ export class LowMemoryKiller extends EventEmitter {
       const psiOk = hasPsi && !this.#psiRecent();
       if (memOk || psiOk) {
         this.#pressured = false;
-        this.emit('recovered', { episode: this.#episode, available: m.available, total: m.total });
+        this.emit('recovered', { episode: this.#episode, available: m.available, total: m.total } satisfies RecoveredEvent);
       }
     }
     return { low: this.#pressured && memLow && psiLow, m, threshold, reason: reasons.join(', ') };
@@ -617,7 +648,7 @@ export class LowMemoryKiller extends EventEmitter {
           const r = c.pidfd.reclaim({ advice: rc?.advice ?? 'pageout' });
           this.emit('reclaim', { episode, pid: c.pid, comm: c.comm, advised: r.advised, rssBefore: r.rssBefore, rssAfter: r.rssAfter, dryRun: false } satisfies ReclaimEvent);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') this.emit('error', err);
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') this.emit('error', err as Error);
         }
       }
       if (!this.#dryRun) {
@@ -641,9 +672,9 @@ export class LowMemoryKiller extends EventEmitter {
           try {
             if (trim.signal !== undefined && !c.pidfd.kill(trim.signal)) continue;
             asked.push(c);
-            if (trim.callback) calls.push(Promise.resolve().then(() => trim.callback!(c, ac.signal)).catch((err) => this.emit('error', err)));
+            if (trim.callback) calls.push(Promise.resolve().then(() => trim.callback!(c, ac.signal)).catch((err: unknown) => this.emit('error', toError(err))));
           } catch (err) {
-            this.emit('error', err);
+            this.emit('error', err as Error);
           }
         }
         const until = performance.now() + deadline;
@@ -692,7 +723,7 @@ export class LowMemoryKiller extends EventEmitter {
         released = v.pidfd.release();
       } catch (err) {
         released = false;
-        if ((err as NodeJS.ErrnoException).code !== 'ERR_PIDFD_UNSUPPORTED') this.emit('error', err);
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_PIDFD_UNSUPPORTED') this.emit('error', err as Error);
       }
     }
     await v.pidfd.waitExit({ timeout: this.options.killTimeout ?? 5000 });

@@ -136,8 +136,11 @@ function pressurePath(resource: PressureResource, cgroup: string | undefined): s
 }
 
 function parseLine(line: string): PressureLine {
-  const f = Object.fromEntries(line.split(' ').slice(1).map((kv) => kv.split('=')));
-  return { avg10: Number(f.avg10), avg60: Number(f.avg60), avg300: Number(f.avg300), total: Number(f.total) };
+  const f = new Map(line.split(' ').slice(1).map((kv) => kv.split('=', 2) as [string, string]));
+  return {
+    avg10: Number(f.get('avg10')), avg60: Number(f.get('avg60')), avg300: Number(f.get('avg300')),
+    total: Number(f.get('total')),
+  };
 }
 
 /** Parses the text of a pressure file. */

@@ -52,7 +52,7 @@ export function goneError(pid: number, file: string): SystemError {
  * read returned) or had begun exiting when the read ended (unless `allowExiting`), else the read's own error.
  */
 export function readChecked(p: ProcessHandle, file: string, options?: CheckOptions): string {
-  p.fd; // throws if closed
+  void p.fd; // throws if closed
   let text: string;
   try {
     text = readFileSync(`/proc/${p.pid}/${file}`, 'latin1');
@@ -218,7 +218,7 @@ export interface ProcessView {
  * console.log(view ? `${view.comm} (state ${view.stat?.state})` : 'exited');
  */
 export function readProcess(pidfd: PidFd): ProcessView | undefined {
-  pidfd.fd; // throws if closed
+  void pidfd.fd; // throws if closed
   const pid = pidfd.pid;
   const stat = readUnchecked(pid, 'stat');
   const cmdline = readUnchecked(pid, 'cmdline');

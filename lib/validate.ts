@@ -13,7 +13,9 @@ function describe(value: unknown): string {
       return 'an object';
     }
   }
-  let shown = String(value);
+  // Only primitives are left here (string, number, bigint, boolean, symbol).
+  const primitive: string | number | bigint | boolean | symbol = value as string | number | bigint | boolean | symbol;
+  let shown = String(primitive);
   if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
   if (typeof value === 'string') shown = `'${shown}'`;
   if (typeof value === 'bigint') shown += 'n';

@@ -56,7 +56,7 @@ export const info: Command = {
       };
       const record = { pid, exited, id, identity, kernel: kernel ?? null, proc: proc ?? null };
       ctx.emit(record);
-      const row = (k: string, v: unknown): void => {
+      const row = (k: string, v: string | number | undefined): void => {
         if (v !== undefined && v !== null && v !== '') ctx.print(`${k.padEnd(10)} ${v}`);
       };
       row('pid', pid);

@@ -1,5 +1,7 @@
 // The `pidfd` command line: parses arguments with node:util parseArgs, prints help, and turns what a command
 // throws into one line and an exit status (2 for bad arguments, 1 for everything else).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { commands } from './commands';
 import { type Command, type Context, UsageError } from './command';
@@ -45,7 +47,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
-    io.stdout(`${require('../../package.json').version}\n`);
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    io.stdout(`${pkg.version}\n`);
     return 0;
   }
   const command = commands.find((c) => c.name === name);

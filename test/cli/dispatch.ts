@@ -7,7 +7,7 @@ t.test('no command: the help on stdout, status 2; --help: status 0', async (t) =
   const none = cli();
   t.equal(none.status, 2);
   t.match(none.stdout, /^Usage: pidfd <command>/);
-  t.match(none.stdout, /\n  caps /);
+  t.match(none.stdout, /\n {2}caps /);
   const help = cli('--help');
   t.equal(help.status, 0);
   t.equal(help.stdout, none.stdout);

@@ -2,14 +2,14 @@
 // without close has its fd closed after garbage collection. And a closed PidFd never touches its old fd number,
 // which may already belong to another file.
 import t from 'tap';
-import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readlinkSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readlinkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PidFd } from '../../lib/index';
 import { pendingWatches } from '../../lib/watcher';
 import { ensureDist } from '../helpers/dist';
-import { exited, NodeRun, runNode, sleeper, track } from '../helpers/procs';
+import { exited, NodeRun, runNode, sleeper } from '../helpers/procs';
 
 const CYCLES = 100_000;
 const FIXTURES = join(__dirname, '..', 'fixtures');
@@ -18,7 +18,7 @@ const FILE_TEXT = 'pidfd fd-hygiene test file\n';
 writeFileSync(FILE, FILE_TEXT);
 t.teardown(() => {
   try {
-    require('node:fs').unlinkSync(FILE);
+    unlinkSync(FILE);
   } catch { /* gone */ }
 });
 
@@ -225,7 +225,7 @@ t.test('... not even in a system call (strace)', { skip: hasStrace ? false : 'st
   const log = join(tmpdir(), `pidfd-fd-hygiene-${process.pid}.strace`);
   t.teardown(() => {
     try {
-      require('node:fs').unlinkSync(log);
+      unlinkSync(log);
     } catch { /* gone */ }
   });
   // The main thread only (no -f): every native call of the package runs on it. Every syscall that takes an fd.

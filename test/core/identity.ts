@@ -2,7 +2,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, fstatSync, readFileSync, statfsSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { forceIdSource, idSource, PIDFS_MAGIC } from '../../lib/identity';
 import { PidFd } from '../../lib/pidfd';
 import { statUnchecked as readStat } from '../../lib/procfs';
@@ -21,7 +21,7 @@ const pidfs = (() => {
 
 /** Kills `victim`, lets Node reap it, and starts a kill-recorder under its pid (clone3 set_tid). Retries with new
  *  victims when someone else takes the pid first. Returns the dead process's PidFd and the stranger's launcher. */
-async function recycled(t: Tap.Test, before?: (p: PidFd) => void, ageMs = 0): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
+async function recycled(t: Test, before?: (p: PidFd) => void, ageMs = 0): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const victim = sleeper();
     const p = PidFd.fromChild(victim);
@@ -45,10 +45,6 @@ async function recycled(t: Tap.Test, before?: (p: PidFd) => void, ageMs = 0): Pr
     return { stale: p, pid: victim.pid as number, launcher };
   }
   throw new Error('could not get a pid reused in 20 attempts');
-}
-
-declare namespace Tap {
-  type Test = typeof t;
 }
 
 t.test('the id: the pidfs inode, detected by the filesystem magic of the pidfd', async (t) => {

@@ -60,7 +60,7 @@ async function start(): Promise<Target> {
         const [name, addr, len] = line.split(' ');
         if (len !== undefined) regions[name] = { address: BigInt(addr), length: Number(len) };
       }
-      resolve(regions as Target['r']);
+      resolve(regions);
     });
   });
   const target: Target = { proc, p: PidFd.fromChild(proc), pid: proc.pid!, r };

@@ -6,7 +6,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
-import { exited, fixture, pidExists, procState, sleeperFor, track, until, untilSync } from '../helpers/procs';
+import { fixture, pidExists, procState, sleeperFor, track, until, untilSync } from '../helpers/procs';
 
 const SIGUSR1 = 10;
 const SIGUSR2 = 12;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
-import { exited, fixture, procState, sleeper, track, until } from '../helpers/procs';
+import { fixture, procState, sleeper, track, until } from '../helpers/procs';
 
 const MIB = 1024 * 1024;
 const HOG_MIB = 1024;

@@ -83,7 +83,7 @@ t.test('seccomp: process_mrelease and PIDFD_GET_INFO hidden (ENOSYS) or forbidde
     t.same(missing(r).sort(), ['pidfdGetInfo', 'pidfdInfoExit', 'processMrelease'], `${what}: capabilities() says which`);
     t.ok(unsupported(r.own.info), `${what}: info() is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.own.releaseLive) && unsupported(r.own.release), `${what}: release() is ERR_PIDFD_UNSUPPORTED`);
-    t.match(r.own.release!.message, what === 'EPERM' ? /refused it with EPERM/ : /needs Linux 5\.15/, `${what}: the message says why`);
+    t.match(r.own.release.message, what === 'EPERM' ? /refused it with EPERM/ : /needs Linux 5\.15/, `${what}: the message says why`);
     t.same([r.own.open?.ok, r.own.kill?.ok, r.own.getfd?.ok], [true, true, true], `${what}: open, kill, getfd work`);
     t.match(r.own.waitExit?.ok, { signal: 'SIGKILL', source: 'waitid' }, `${what}: waitExit works`);
   }
@@ -94,7 +94,7 @@ t.test('seccomp: pidfd_open forbidden: everything reports itself missing, nothin
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
   for (const errno of [ENOSYS, EPERM]) {
-    const r = await probe([run, String(errno), 'pidfd_open', '--'], outside.pid!);
+    const r = await probe([run, String(errno), 'pidfd_open', '--'], outside.pid);
     t.same(missing(r).length, Object.keys(r.caps).length, `errno ${errno}: all ${missing(r).length} capabilities missing`);
     t.ok(unsupported(r.own.open), `errno ${errno}: fromChild is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.outsider.open), `errno ${errno}: open is ERR_PIDFD_UNSUPPORTED`);
@@ -126,7 +126,7 @@ t.test('pid namespace: a process outside is invisible (ESRCH); everything inside
   // Under `npm run test:sanitize`: LeakSanitizer cannot stop the world as pid 1 of a namespace, so no leak check
   // for this one probe (it runs the same code as the others).
   const lsan = process.env.ASAN_OPTIONS ? ['env', `ASAN_OPTIONS=${process.env.ASAN_OPTIONS}:detect_leaks=0`] : [];
-  const r = await probe([...lsan, 'unshare', '--pid', '--fork', '--mount-proc'], outside.pid!);
+  const r = await probe([...lsan, 'unshare', '--pid', '--fork', '--mount-proc'], outside.pid);
   t.equal(r.pid, 1, 'the probe is pid 1 of its own namespace');
   t.same(missing(r), []);
   t.equal(r.outsider.open?.code, 'ESRCH');
@@ -139,7 +139,7 @@ t.test('unprivileged (uid 65534): documented failures on a root process, own chi
   t.teardown(() => outside.kill('SIGKILL'));
   const copy = readableCopy();
   t.teardown(() => rmSync(copy.dir, { recursive: true, force: true }));
-  const r = await probe(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], outside.pid!, copy);
+  const r = await probe(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], outside.pid, copy);
   t.equal(r.uid, 65534);
   t.same(missing(r), [], 'every capability is there for an unprivileged caller');
   t.equal(r.outsider.open?.ok, true, 'pidfd_open needs no permission');

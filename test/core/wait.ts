@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { ExitInfo, PidFd } from '../../lib/index';
 import { Lines, ended } from '../helpers/lines';
 import { pendingWatches } from '../../lib/watcher';
-import { exited, fixture, procState, sleeperFor, track, untilSync } from '../helpers/procs';
+import { fixture, procState, sleeperFor, track, untilSync } from '../helpers/procs';
 
 /** Settles with the promise, or rejects after a guard (so a wait that never settles fails the test). */
 function guarded<T>(p: Promise<T>, what: string, guardMs = 20_000): Promise<T> {

@@ -19,7 +19,7 @@ export function buildOnce(lock: string, current: () => boolean, staleMs: number,
       mkdirSync(lock);
       break;
     } catch {
-      if (waited >= staleMs) rmdirSync(lock, { recursive: true } as never);
+      if (waited >= staleMs) rmdirSync(lock, { recursive: true });
       sleep(100);
       if (current()) return undefined; // another test process built it meanwhile
     }

@@ -1,7 +1,7 @@
 // Shared helpers for tests: real processes, cleaned up after each test file.
 import type { Test } from 'tap';
 import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
@@ -92,7 +92,7 @@ export function pidExists(pid: number): boolean {
 /** The state letter from /proc/<pid>/stat (R, S, Z, ...), or undefined if gone. */
 export function procState(pid: number): string | undefined {
   try {
-    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8') as string;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
   } catch {
     return undefined;
@@ -116,7 +116,7 @@ export function runNode(
   args: string[], prefix: string[] = [], options: { node?: string; cwd?: string } = {},
 ): Promise<NodeRun> {
   const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', options.node ?? process.execPath, ...args];
-  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));
+  const child = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

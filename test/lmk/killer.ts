@@ -10,8 +10,7 @@
 // Evaluations are driven with check() after each allocation has finished, so that "one kill per episode" is a
 // statement about the killer, not about how fast a worker allocates.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { KillEvent, LowMemoryKiller, PidFd } from '../../lib/index';
 import { exited } from '../helpers/procs';
 import {

@@ -5,7 +5,7 @@
 // Budget: a cgroup v1 memory group with a 512 MiB limit; the killer acts below 128 MiB of headroom. No swap here:
 // only the file pages can be reclaimed, which is what the reclaim test relies on.
 import t from 'tap';
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LowMemoryKiller, TrimEvent } from '../../lib/index';

@@ -177,13 +177,13 @@ t.test('a recycled pid: the old PidFd throws ESRCH, never the stranger\'s memory
   }
   if (!stale || !stranger) throw new Error('could not get a pid reused in 20 attempts');
   t.teardown(async () => {
-    stranger!.kill('SIGKILL');
-    await ended(stranger!);
-    stale!.close();
+    stranger.kill('SIGKILL');
+    await ended(stranger);
+    stale.close();
   });
   t.ok(pidExists(stale.pid), 'the pid is alive again: a stranger has it');
-  t.throws(() => stale!.memory(), { code: 'ESRCH' });
-  t.throws(() => stale!.maps(), { code: 'ESRCH' });
+  t.throws(() => stale.memory(), { code: 'ESRCH' });
+  t.throws(() => stale.maps(), { code: 'ESRCH' });
   const fresh = PidFd.open(stale.pid);
   t.ok(fresh.maps().some((m) => m.path.endsWith('/mem-worker')), 'a fresh PidFd reads the stranger');
   fresh.close();

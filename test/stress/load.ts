@@ -60,7 +60,7 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
   // The kernel reaped each process as it exited, so its status was in the pidfd (PIDFD_INFO_EXIT) before any wait
   // could look: every one must carry the code the process chose. (A parent that reaps late: test/core/wait.ts.)
   t.equal(rightCode, STORM, 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
-  t.comment(`storm: all ${count} processes gone ${(spreadUs! / 1000).toFixed(1)} ms after the release (the forker's view); the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); sources ${JSON.stringify(sources)}`);
+  t.comment(`storm: all ${count} processes gone ${(spreadUs / 1000).toFixed(1)} ms after the release (the forker's view); the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); sources ${JSON.stringify(sources)}`);
   for (const p of fds) p.close();
 });
 
@@ -80,10 +80,10 @@ t.test(`churn: ${OPEN_CYCLES} open/close and ${WAIT_CYCLES} wait/abort cycles le
   const snaps = report.snaps as Snap[];
   const [start] = snaps;
   for (const s of snaps) {
-    t.equal(s.fds, start!.fds, `fd count ${start!.fds} -> ${s.fds}`);
-    t.equal(s.pending, start!.pending, `native registrations ${start!.pending} -> ${s.pending}`);
+    t.equal(s.fds, start.fds, `fd count ${start.fds} -> ${s.fds}`);
+    t.equal(s.pending, start.pending, `native registrations ${start.pending} -> ${s.pending}`);
   }
-  for (const [name, s0, a, b] of [['open/close', snaps[0]!, snaps[1]!, snaps[2]!], ['wait/abort', snaps[2]!, snaps[3]!, snaps[4]!]] as const) {
+  for (const [name, s0, a, b] of [['open/close', snaps[0], snaps[1], snaps[2]], ['wait/abort', snaps[2], snaps[3], snaps[4]]] as const) {
     // A leak grows with every cycle, so it shows both in the second half and over the whole workload; V8's live heap
     // also makes one-off steps of about 1 MiB that are no leak. 2 MiB a half / 4 MiB in all is 4 or 42 bytes a cycle,
     // where a leaked waiter, promise, timer or listener would be 100 bytes or more.

@@ -188,7 +188,7 @@ t.test('ref: false does not keep the event loop alive', async (t) => {
     setTimeout(() => console.log('loop alive'), 50).unref();
   `;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
-  const out = new Lines(child.stdout as Readable);
+  const out = new Lines(child.stdout);
   t.same(await ended(child), [0, null], 'exited on its own while watching its (live) parent');
   t.same(out.all.filter((l) => l !== ''), []);
 });

@@ -6,7 +6,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { PidFd } from '../../lib/pidfd';
 import { statUnchecked as readStat } from '../../lib/procfs';
 import { forceProcScan, killTree, KillTreeResult } from '../../lib/tree';
@@ -74,7 +74,7 @@ function dead(b: Born): boolean {
   return st === undefined || st.startTime !== b.start || st.state === 'Z';
 }
 
-async function checkAllDead(t: Tap.Test, h: Harness, r: KillTreeResult, what: string): Promise<void> {
+async function checkAllDead(t: Test, h: Harness, r: KillTreeResult, what: string): Promise<void> {
   const escaped = await h.escaped(); // also makes sure every "born" line written before is in
   t.same(escaped, [], `${what}: no process escaped to the subreaper`);
   const born = h.born();
@@ -91,10 +91,6 @@ async function checkAllDead(t: Tap.Test, h: Harness, r: KillTreeResult, what: st
  *  grace, which happens on a heavily loaded machine. checkAllDead checks the deaths themselves. */
 function diedOf(exit: { signal: string | null; source: string }, sig: string): boolean {
   return exit.signal === sig || (exit.source === 'none' && exit.signal === null);
-}
-
-declare namespace Tap {
-  type Test = typeof t;
 }
 
 t.test('a tree three levels deep whose members fork in a loop while the kill runs', async (t) => {
