@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reaper.h"
+
 static void die(const char* what) {
   fprintf(stderr, "helper: %s: %s\n", what, strerror(errno));
   exit(2);
@@ -93,12 +95,7 @@ static void reap_all(int block) {
 }
 
 static int reaper(void) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, NULL);
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  int sfd = reaper_signalfd();
   if (sfd < 0) die("signalfd");
   FILE* in = stdin;
   setvbuf(stdout, NULL, _IOFBF, 1 << 16);

@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: building the C helpers, talking to them, statistics.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,9 @@ export function loadPackage() {
 export function compile(name) {
   const src = join(BENCH, `${name}.c`);
   const bin = join(OUT, name);
-  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+  // The helpers include bench/*.h: a newer header rebuilds too.
+  const newest = Math.max(statSync(src).mtimeMs, ...readdirSync(BENCH).filter((f) => f.endsWith('.h')).map((f) => statSync(join(BENCH, f)).mtimeMs));
+  if (!existsSync(bin) || statSync(bin).mtimeMs < newest) {
     mkdirSync(OUT, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;
     execFileSync('cc', ['-O2', '-Wall', '-o', tmp, src], { stdio: 'inherit' });
@@ -32,6 +34,18 @@ export function compile(name) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Removes an emptied cgroup directory, retrying while the kernel still counts its last (dying) member. */
+export async function removeCgroup(dir) {
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+}
 export const now = () => process.hrtime.bigint();
 
 /** Line-at-a-time request/answer over a child's stdin/stdout. */

@@ -12,10 +12,10 @@
 //
 // Idle cost: CPU time of a process holding one watcher for 5 s on a quiet group, per mode (fresh process each).
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { compile, loadPackage, median, runScript, sleep } from './lib.mjs';
+import { compile, loadPackage, median, removeCgroup, runScript, sleep } from './lib.mjs';
 
 const TRIALS = Number(process.argv[2] ?? 6);
 const THRESHOLD = 100;
@@ -128,12 +128,5 @@ try {
 } finally {
   sleeper.kill('SIGKILL');
   await new Promise((r) => sleeper.once('exit', r));
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(dir);
-      break;
-    } catch {
-      await sleep(100);
-    }
-  }
+  await removeCgroup(dir);
 }

@@ -21,11 +21,10 @@
 // Memory: one victim at a time, and a trial waits until MemAvailable has room for the victim plus 4 GiB to spare
 // (other people use this machine too).
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, constants as osConstants, setPriority } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, loadPackage, median, now, sleep } from './lib.mjs';
+import { compile, loadPackage, median, now, removeCgroup, sleep } from './lib.mjs';
 
 const MIB = Number(process.argv[2] ?? 2048);
 const TRIALS = Number(process.argv[3] ?? 6);
@@ -184,13 +183,6 @@ try {
     scenarios[name] = { busyCpu: busyCpu ?? null, nice: nice ? 19 : 0, without: side(trials, false), with: side(trials, true), trials };
   }
 } finally {
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(cg);
-      break;
-    } catch {
-      await sleep(100);
-    }
-  }
+  await removeCgroup(cg);
 }
 process.stdout.write(`${JSON.stringify({ mib: MIB, freedThreshold: FREED, spinners: SPINNERS, scenarios })}\n`);

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "reaper.h"
+
 static pid_t self;
 
 static void sleep_ms(int ms) {
@@ -146,12 +148,7 @@ static void reap_all(void) {
 int main(void) {
   self = getpid();
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  int sfd = reaper_signalfd();
   setvbuf(stdout, NULL, _IOLBF, 0);
   char line[256];
   size_t used = 0;
