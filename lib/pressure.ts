@@ -16,6 +16,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, native } from './binding';
 import { codedError, systemError, unsupported } from './errors';
+import { requireLoop, threadPath } from './runtime';
 import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
@@ -277,6 +278,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
 
   // Opens the file, writes the trigger and polls the fd for EPOLLPRI. Returns why not, if the kernel refused.
   #arm(): string | undefined {
+    requireLoop('A PSI trigger poll');
     let fd: number;
     try {
       fd = openSync(this.path, 'r+');
@@ -294,7 +296,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
         : '';
       return `writing the trigger ${JSON.stringify(trigger)} failed with ${e.code}${hint}`;
     }
-    const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll);
+    const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll, threadPath);
     if (id < 0) {
       closeSync(fd);
       return `polling the trigger fd failed: ${systemError(id, 'uv_poll_start').message}`;
