@@ -93,7 +93,8 @@ function assertions(prefix) {
     equal: (a, b, msg) => point(a === b, `${prefix} > ${msg}`, `expected: ${show(b)}\nactual:   ${show(a)}`),
     /** Every key of `want` equals (or, for an array, is one of) the value in `got`. */
     match: (got, want, msg) => {
-      const ok = got != null && Object.entries(want).every(([k, w]) => (Array.isArray(w) ? w.includes(got[k]) : got[k] === w));
+      const same = ([k, w]) => (Array.isArray(w) ? w.includes(got[k]) : got[k] === w);
+      const ok = got != null && Object.entries(want).every(same);
       point(ok, `${prefix} > ${msg}`, `expected: ${show(want)}\nactual:   ${show(got)}`);
     },
     rejects: async (promise, code, msg) => {
