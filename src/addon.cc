@@ -67,18 +67,47 @@ void Cleanup(void* arg) {
   st->owned.clear();
 }
 
+// The kernel ABI fixes these numbers (the same on every architecture), but the build machine's headers may be older
+// than the feature (Debian 12's uapi headers are Linux 6.1's: no PIDFD_THREAD, PIDFD_SIGNAL_*, PIDFD_INFO_*). A
+// header that has a name wins; otherwise the number is written here.
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+#ifndef PIDFD_SIGNAL_THREAD
+#define PIDFD_SIGNAL_THREAD (1UL << 0)
+#define PIDFD_SIGNAL_THREAD_GROUP (1UL << 1)
+#define PIDFD_SIGNAL_PROCESS_GROUP (1UL << 2)
+#endif
+#ifndef PIDFD_INFO_PID
+#define PIDFD_INFO_PID (1UL << 0)
+#define PIDFD_INFO_CREDS (1UL << 1)
+#define PIDFD_INFO_CGROUPID (1UL << 2)
+#endif
+#ifndef PIDFD_INFO_COREDUMP
+#define PIDFD_INFO_COREDUMP (1UL << 4)
+#endif
+#ifndef MADV_COLD
+#define MADV_COLD 20
+#endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
 void SetConstants(Napi::Env env, Napi::Object c) {
   auto set = [&](const char* name, double v) { c.Set(name, Napi::Number::New(env, v)); };
-  set("PIDFD_NONBLOCK", O_NONBLOCK);
-  set("PIDFD_THREAD", O_EXCL);
-  set("PIDFD_SIGNAL_THREAD", 1 << 0);
-  set("PIDFD_SIGNAL_THREAD_GROUP", 1 << 1);
-  set("PIDFD_SIGNAL_PROCESS_GROUP", 1 << 2);
-  set("PIDFD_INFO_PID", 1 << 0);
-  set("PIDFD_INFO_CREDS", 1 << 1);
-  set("PIDFD_INFO_CGROUPID", 1 << 2);
+  set("PIDFD_NONBLOCK", O_NONBLOCK);  // as <linux/pidfd.h> defines it
+  set("PIDFD_THREAD", PIDFD_THREAD);
+  set("PIDFD_SIGNAL_THREAD", PIDFD_SIGNAL_THREAD);
+  set("PIDFD_SIGNAL_THREAD_GROUP", PIDFD_SIGNAL_THREAD_GROUP);
+  set("PIDFD_SIGNAL_PROCESS_GROUP", PIDFD_SIGNAL_PROCESS_GROUP);
+  set("PIDFD_INFO_PID", PIDFD_INFO_PID);
+  set("PIDFD_INFO_CREDS", PIDFD_INFO_CREDS);
+  set("PIDFD_INFO_CGROUPID", PIDFD_INFO_CGROUPID);
   set("PIDFD_INFO_EXIT", kPidfdInfoExit);
-  set("PIDFD_INFO_COREDUMP", 1 << 4);
+  set("PIDFD_INFO_COREDUMP", PIDFD_INFO_COREDUMP);
   set("PIDFD_INFO_SIZE", sizeof(PidfdInfo));
   set("P_PIDFD", P_PIDFD);
   set("WEXITED", WEXITED);
@@ -94,10 +123,10 @@ void SetConstants(Napi::Env env, Napi::Object c) {
   set("CLD_CONTINUED", CLD_CONTINUED);
   set("SI_QUEUE", SI_QUEUE);
   set("MADV_WILLNEED", MADV_WILLNEED);
-  set("MADV_COLD", 20);
-  set("MADV_PAGEOUT", 21);
-  set("MADV_COLLAPSE", 25);
-  set("UIO_MAXIOV", 1024);
+  set("MADV_COLD", MADV_COLD);
+  set("MADV_PAGEOUT", MADV_PAGEOUT);
+  set("MADV_COLLAPSE", MADV_COLLAPSE);
+  set("UIO_MAXIOV", kMaxIov);
   set("POLLIN", POLLIN);
   set("POLLHUP", POLLHUP);
   set("EPOLLIN", EPOLLIN);
