@@ -353,7 +353,7 @@ export class PidFd {
   // The watcher read the exit status at wake-up (see src/watcher.cc): the hot path makes no further native call.
   #onReady = (events: number, waited: number, status: number): void => {
     this.#token = NO_TOKEN;
-    this.#disarm(); // the reap-grace timer, if this was the EPOLLHUP of a reap
+    if (this.#reapTimer !== undefined) this.#disarm(); // the reap-grace timer, if this was the EPOLLHUP of a reap
     this.#exited = true;
     const info = exitFrom(this.#pid, waited, status);
     if (info !== undefined) this.#settle(info);
