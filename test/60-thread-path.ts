@@ -14,7 +14,7 @@ t.test('the core subset over the helper thread on Node', async (t) => {
   t.equal(ensureDist(), undefined, 'the compiled package (dist/) is up to date with lib/');
   const r = spawnSync(process.execPath, [CORE], { env, encoding: 'utf8', timeout: 240_000 });
   const { points, summary } = parsePoints(r.stdout);
-  t.ok(points.length >= 40, `the core script ran its points (${points.length})`);
+  t.ok(points.length >= 45, `the core script ran its points (${points.length})`);
   for (const p of points) {
     if (p.skip) t.skip(p.name);
     else t.ok(p.ok, p.name, p.ok ? {} : { diagnostic: p.diag });

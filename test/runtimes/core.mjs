@@ -278,6 +278,37 @@ function existsPressure() {
   }
 }
 
+test('ref: a ref\'d wait keeps the runtime alive until the exit, an unref\'d one does not', async (t) => {
+  const run = (mode) => {
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [...selfCmd, '--ref-check', mode], { encoding: 'utf8', timeout: 30_000 });
+    return { ...r, ms: Date.now() - t0, out: (r.stdout ?? '').trim() };
+  };
+  const held = run('ref');
+  t.equal(held.status, 0, `ref'd: exits 0 (signal ${held.signal}) ${(held.stderr ?? '').slice(-300)}`);
+  t.equal(held.out, 'settled SIGKILL', 'ref\'d: the runtime stayed until the wait settled');
+  const free = run('unref');
+  t.equal(free.status, 0, `unref'd: exits 0 on its own (signal ${free.signal}) ${(free.stderr ?? '').slice(-300)}`);
+  t.equal(free.out, 'main done', 'unref\'d: nothing settled, nothing kept the runtime alive');
+});
+
+/** The child of the ref test: waits on a sleeper that is killed 300 ms later, ref'd or not. */
+async function refCheck(mode) {
+  const target = spawn('sleep', ['30'], { stdio: 'ignore', detached: true });
+  target.unref();
+  await started(target);
+  const p = PidFd.open(target.pid);
+  const ref = mode === 'ref';
+  p.waitExit({ ref }).then((info) => console.log(`settled ${info.signal}`));
+  if (!ref) {
+    const w = watchPressure({ resource: 'cpu', threshold: 50, window: 2000, ref: false });
+    void w;
+  }
+  // The kill comes from a detached killer, so no timer of ours keeps the runtime alive.
+  spawn('sh', ['-c', `sleep 0.3; kill -KILL ${target.pid}`], { stdio: 'ignore', detached: true }).unref();
+  if (!ref) console.log('main done');
+}
+
 let Worker;
 try {
   ({ Worker } = await import('node:worker_threads'));
@@ -344,29 +375,35 @@ async function workerTeardown() {
 }
 
 // ---- run ------------------------------------------------------------------------------------------------------
-if (process.argv.includes('--worker-teardown')) {
+if (process.argv.includes('--ref-check')) {
+  await refCheck(process.argv[process.argv.indexOf('--ref-check') + 1]);
+} else if (process.argv.includes('--worker-teardown')) {
   await workerTeardown();
   process.exit(0);
+} else {
+  await main();
 }
 
-console.log('TAP version 14');
-console.log(`# pidfd core under ${runtime}, watcher: ${process.env.PIDFD_WATCHER ?? 'default'}`);
-const only = process.env.CORE_ONLY;
-for (const { name, fn, skip } of tests) {
-  if (only && !name.includes(only)) continue;
-  if (skip) {
-    n++;
-    skipped++;
-    console.log(`ok ${n} - ${name} # SKIP ${skip}`);
-    continue;
+async function main() {
+  console.log('TAP version 14');
+  console.log(`# pidfd core under ${runtime}, watcher: ${process.env.PIDFD_WATCHER ?? 'default'}`);
+  const only = process.env.CORE_ONLY;
+  for (const { name, fn, skip } of tests) {
+    if (only && !name.includes(only)) continue;
+    if (skip) {
+      n++;
+      skipped++;
+      console.log(`ok ${n} - ${name} # SKIP ${skip}`);
+      continue;
+    }
+    const t = assertions(name);
+    try {
+      await fn(t);
+    } catch (err) {
+      point(false, `${name} > threw`, err?.stack ?? String(err));
+    }
   }
-  const t = assertions(name);
-  try {
-    await fn(t);
-  } catch (err) {
-    point(false, `${name} > threw`, err?.stack ?? String(err));
-  }
+  console.log(`1..${n}`);
+  console.log(`# { total: ${n}, pass: ${pass}, fail: ${fail}, skip: ${skipped} }`);
+  process.exitCode = fail > 0 ? 1 : 0;
 }
-console.log(`1..${n}`);
-console.log(`# { total: ${n}, pass: ${pass}, fail: ${fail}, skip: ${skipped} }`);
-process.exitCode = fail > 0 ? 1 : 0;
