@@ -329,8 +329,15 @@ export class PidFd {
     if (this.#exit !== undefined) return Promise.resolve(this.#exit);
     return new Promise<ExitInfo>((resolve, reject) => {
       const w: Waiter = { resolve, reject, ref, timer: undefined, signal, onAbort: undefined };
+      // Starting the watcher can fail (EMFILE; a runtime without the mechanism): then nothing is registered.
+      if (ref) {
+        try {
+          watcher.retain();
+        } catch (err) {
+          return reject(err);
+        }
+      }
       this.#waiters.add(w);
-      if (ref) watcher.retain();
       const timeout = options?.timeout;
       if (timeout !== undefined) {
         w.timer = setTimeout(() => this.#cancel(w, timeoutError(timeout)), timeout);
@@ -340,7 +347,13 @@ export class PidFd {
         w.onAbort = () => this.#cancel(w, abortReason(signal));
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      if (this.#token === NO_TOKEN && this.#reapTimer === undefined) this.#arm();
+      if (this.#token === NO_TOKEN && this.#reapTimer === undefined) {
+        try {
+          this.#arm();
+        } catch (err) {
+          this.#cancel(w, err);
+        }
+      }
     });
   }
 

@@ -292,6 +292,34 @@ test('ref: a ref\'d wait keeps the runtime alive until the exit, an unref\'d one
   t.equal(free.out, 'main done', 'unref\'d: nothing settled, nothing kept the runtime alive');
 });
 
+test('PIDFD_WATCHER=uv: libuv where the runtime has it, else ERR_PIDFD_UNSUPPORTED naming the runtime', (t) => {
+  const env = { ...process.env, PIDFD_WATCHER: 'uv' };
+  const r = spawnSync(process.execPath, [...selfCmd, '--uv-check'], { encoding: 'utf8', timeout: 30_000, env });
+  t.equal(r.status, 0, `exits 0, no abort (signal ${r.signal}) ${(r.stderr ?? '').slice(-300)}`);
+  const out = (r.stdout ?? '').trim();
+  if (v.bun || v.deno) {
+    const name = v.bun ? `Bun ${v.bun}` : `Deno ${v.deno}`;
+    t.ok(out.startsWith('ERR_PIDFD_UNSUPPORTED') && out.includes(name), `waitExit rejects, naming ${name}: ${out}`);
+  } else {
+    t.equal(out, 'settled SIGKILL', 'Node: the libuv poll serves the wait');
+  }
+});
+
+async function uvCheck() {
+  const target = spawn('sleep', ['30'], { stdio: 'ignore' });
+  await started(target);
+  const p = PidFd.open(target.pid);
+  try {
+    const w = p.waitExit();
+    target.kill('SIGKILL');
+    console.log(`settled ${(await w).signal}`);
+  } catch (err) {
+    target.kill('SIGKILL');
+    console.log(`${err.code}: ${err.message}`);
+  }
+  p.close();
+}
+
 /** The child of the ref test: waits on a sleeper that is killed 300 ms later, ref'd or not. */
 async function refCheck(mode) {
   const target = spawn('sleep', ['30'], { stdio: 'ignore', detached: true });
@@ -375,7 +403,9 @@ async function workerTeardown() {
 }
 
 // ---- run ------------------------------------------------------------------------------------------------------
-if (process.argv.includes('--ref-check')) {
+if (process.argv.includes('--uv-check')) {
+  await uvCheck();
+} else if (process.argv.includes('--ref-check')) {
   await refCheck(process.argv[process.argv.indexOf('--ref-check') + 1]);
 } else if (process.argv.includes('--worker-teardown')) {
   await workerTeardown();
