@@ -7,12 +7,12 @@
 //
 // Registrations are one-shot (EPOLLONESHOT): the kernel disables a pidfd's registration in the same step that
 // reports it, so it never fires twice and the wake-up costs no epoll_ctl; the disabled entry leaves the set when
-// the fd is closed, or is re-armed by the next watch of that fd. The fired (fd, events) pairs go into an Int32Array shared with JS, and JS is
-// called once per wake-up with the count: no allocation on the hot path. Each slot is four numbers: the token,
-// the events, and what the kernel says of the exit right now: waitid(WEXITED|WNOHANG|WNOWAIT) and PIDFD_INFO_EXIT
-// (see syscalls.h). Reading both here, always and without interpreting them, spares JS two calls into the addon
-// on the path from a death to the settled promise; WNOWAIT leaves any zombie to its parent. The layout is exported
-// (watcherLayout), so JS never restates it.
+// the fd is closed, or is re-armed by the next watch of that fd. The fired (fd, events) pairs go into an
+// Int32Array shared with JS, and JS is called once per wake-up with the count: no allocation on the hot path.
+// Each slot is four numbers: the token, the events, and what the kernel says of the exit right now:
+// waitid(WEXITED|WNOHANG|WNOWAIT) and PIDFD_INFO_EXIT (see syscalls.h). Reading both here, always and without
+// interpreting them, spares JS two calls into the addon on the path from a death to the settled promise; WNOWAIT
+// leaves any zombie to its parent. The layout is exported (watcherLayout), so JS never restates it.
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
