@@ -43,7 +43,8 @@ struct JsCallback {
   napi_async_context context = nullptr;
   bool Init(napi_env env, napi_value f, const char* name);  // false: nothing is left allocated
   bool Call(napi_env env, size_t argc, const int32_t* argv);  // false: JS could not be called
-  void Destroy(napi_env env, bool destroyContext = true);  // idempotent
+  // Idempotent. destroyContext false: leave the async context to the ending environment (Deno, see Init).
+  void Destroy(napi_env env, bool destroyContext = true);
 };
 
 // The helper thread's side of a wake-up source (thread.cc): key kWatcherKey is the watcher's epoll set, a poll's
