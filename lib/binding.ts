@@ -46,13 +46,20 @@ export interface Native {
   poll(fd: number): number;
   close(fd: number): number;
   openReaped(): number;
-  watcherStart(onReady: (count: number) => void): Int32Array | number;
+  /** Which runtime this is, as napi_get_node_version reports it ("node", "Deno", ...). */
+  release?: string;
+  /** The watcher's shared Int32Array: `maxEvents` slots of `slot` int32s (token, events, waited, status), then at
+   *  `refCell` JS's count of ref'd waits. */
+  watcherLayout: { maxEvents: number; slot: number; refCell: number };
+  /** thread: poll on the helper thread (src/thread.cc) instead of a libuv poll. → the slots | -errno */
+  watcherStart(onReady: (count: number) => void, thread: boolean): Int32Array | number;
   watch(fd: number, events: number, token: number): number;
   unwatch(fd: number): number;
   watcherRef(ref: boolean): void;
-  /** One libuv poll on `fd` (uv events: UV_READABLE, UV_PRIORITIZED ...) → id > 0 | -errno. The poll owns the fd
-   *  from then on and closes it in pollStop. `onEvent(status, events)`: status < 0 when libuv reports an error. */
-  pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void): number;
+  /** One poll on `fd` (uv events: UV_READABLE, UV_PRIORITIZED ...), by libuv or on the helper thread → id > 0 |
+   *  -errno. The poll owns the fd from then on and closes it in pollStop. `onEvent(status, events)`: status < 0 on
+   *  an error (the poll has stopped). */
+  pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void, thread: boolean): number;
   pollStop(id: number): number;
   pollRef(id: number, ref: boolean): number;
   /** mlock2 on each [address, length] pair → ranges locked | -errno of the first failure. */
@@ -113,7 +120,8 @@ export function nativeLoadError(cause: Error, dir: string, arch: string = proces
 
 function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
-    const stub = { constants: Object.freeze({}) } as Record<string, unknown>;
+    const layout = { maxEvents: 0, slot: 0, refCell: 0 };
+    const stub: Record<string, unknown> = { constants: Object.freeze({}), watcherLayout: layout };
     for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
       'openReaped', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
       stub[name] = unsupportedPlatform;

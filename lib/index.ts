@@ -42,7 +42,10 @@ export type { ExitWatcherOptions } from './exit-watcher';
 
 /**
  * Numeric constants of the kernel interfaces this package wraps (PIDFD_*, MADV_*, P_PIDFD, W*, CLD_*, PAGE_SIZE),
- * read from the system headers at build time. Empty off Linux.
+ * from the system headers at build time where those define them. Names newer than the build machine's headers
+ * (PIDFD_THREAD, PIDFD_SIGNAL_*, PIDFD_INFO_*, MADV_COLD/PAGEOUT/COLLAPSE on old headers) are the kernel ABI's fixed
+ * numbers, the same on every architecture, built in (src/addon.cc); UIO_MAXIOV is the kernel's fixed 1024, and
+ * PAGE_SIZE is read when the addon loads. Empty off Linux.
  *
  * @example
  * import { constants } from 'pidfd';

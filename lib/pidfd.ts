@@ -340,7 +340,14 @@ export class PidFd {
     if (this.#exit !== undefined) return Promise.resolve(this.#exit);
     return new Promise<ExitInfo>((resolve, reject) => {
       const w: Waiter = { resolve, reject, ref, timer: undefined, signal, onAbort: undefined };
-      if (ref) watcher.retain(); // first: it throws if the watcher cannot start (EMFILE), leaving nothing behind
+      // Starting the watcher can fail (EMFILE; a runtime without the mechanism): then nothing is registered.
+      if (ref) {
+        try {
+          watcher.retain();
+        } catch (err) {
+          return reject(err);
+        }
+      }
       this.#waiters.add(w);
       const timeout = options?.timeout;
       if (timeout !== undefined) {
@@ -351,7 +358,13 @@ export class PidFd {
         w.onAbort = () => this.#cancel(w, abortReason(signal));
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      if (this.#token === NO_TOKEN && this.#reapTimer === undefined) this.#arm();
+      if (this.#token === NO_TOKEN && this.#reapTimer === undefined) {
+        try {
+          this.#arm();
+        } catch (err) {
+          this.#cancel(w, err);
+        }
+      }
     });
   }
 
@@ -364,7 +377,7 @@ export class PidFd {
   // The watcher read the exit status at wake-up (see src/watcher.cc): the hot path makes no further native call.
   #onReady = (events: number, waited: number, status: number): void => {
     this.#token = NO_TOKEN;
-    this.#disarm(); // the reap-grace timer, if this was the EPOLLHUP of a reap
+    if (this.#reapTimer !== undefined) this.#disarm(); // the reap-grace timer, if this was the EPOLLHUP of a reap
     this.#exited = true;
     const info = exitFrom(this.#pid, waited, status);
     if (info !== undefined) this.#settle(info);

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { C, native } from './binding';
 import { codedError, outOfResource, systemError, unsupported } from './errors';
 import { EventIterators } from './event-iterator';
+import { requireLoop, threadPath } from './runtime';
 import {
   invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
 } from './validate';
@@ -279,6 +280,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
 
   // Opens the file, writes the trigger and polls the fd for EPOLLPRI. Returns why not, if the kernel refused.
   #arm(): string | undefined {
+    requireLoop('A PSI trigger poll');
     let fd: number;
     try {
       fd = openSync(this.path, 'r+');
@@ -298,7 +300,7 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
         : '';
       return `writing the trigger ${JSON.stringify(trigger)} failed with ${e.code}${hint}`;
     }
-    const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll);
+    const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll, threadPath);
     if (id < 0) {
       closeSync(fd);
       if (outOfResource(id)) throw systemError(id, 'uv_poll_start');

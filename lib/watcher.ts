@@ -2,7 +2,8 @@
 // from registration token to handler. Registrations are one-shot: a handler runs at most once, and is gone before
 // it runs, so re-arming from inside a handler is allowed.
 import { native } from './binding';
-import { systemError } from './errors';
+import { E, systemError } from './errors';
+import { requireLoop, runtimeUnsupported, threadPath } from './runtime';
 
 /**
  * Called with the epoll events and what the kernel said of the exit at wake-up: `waited` as `native.waitid` (with
@@ -10,9 +11,10 @@ import { systemError } from './errors';
  */
 export type ReadyHandler = (events: number, waited: number, status: number) => void;
 
-const SLOT = 4; // int32s per fired event: token, events, waited, status
-const REF_CELL = SLOT * 256; // after the slots: the count of ref'd waits, which the native side applies after
-// each dispatch, so settling a wait from a wake-up needs no call into the addon to drop its ref
+// The shared slots' layout, as the addon states it: per fired event `SLOT` int32s (token, events, waited, status);
+// at REF_CELL the count of ref'd waits, which the native side applies after each dispatch, so settling a wait
+// from a wake-up needs no call into the addon to drop its ref.
+const { slot: SLOT, refCell: REF_CELL } = native.watcherLayout;
 
 const handlers = new Map<number, ReadyHandler>();
 let slots: Int32Array | undefined;
@@ -43,8 +45,10 @@ function dispatch(s: Int32Array, count: number): void {
 }
 
 function start(): Int32Array {
-  const r = native.watcherStart(onReady);
-  if (typeof r === 'number') throw systemError(r, 'epoll_create1');
+  requireLoop('The exit watcher');
+  const r = native.watcherStart(onReady, threadPath);
+  if (r === -E.ENOTSUP) throw runtimeUnsupported('The exit watcher', 'it has no Node-API threadsafe functions');
+  if (typeof r === 'number') throw systemError(r, threadPath ? 'pthread_create' : 'epoll_create1');
   return (slots = r);
 }
 

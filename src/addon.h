@@ -10,6 +10,7 @@ namespace pidfd {
 
 class Watcher;
 struct Poller;
+struct Helper;
 
 struct State {
   // Every fd this environment handed out and has not closed yet. close() only closes numbers found here, so a
@@ -17,10 +18,13 @@ struct State {
   // cleanup hook closes whatever is left when a worker ends.
   std::unordered_set<int> owned;
   Watcher* watcher = nullptr;
-  napi_async_cleanup_hook_handle cleanup = nullptr;
-  // Per-fd polls (pollfd.cc), by id; each closes itself at teardown through its own cleanup hook.
+  // Per-fd polls (pollfd.cc), by id. A libuv poll closes itself at teardown through its own cleanup hook; a poll
+  // on the helper thread is closed by the environment's cleanup hook.
   std::unordered_map<int32_t, Poller*> pollers;
   int32_t nextPoller = 1;
+  // The helper thread (thread.cc), where libuv polls are not available; null until first needed.
+  Helper* helper = nullptr;
+  bool asyncDestroyInCleanup = true;  // see Init (addon.cc)
 };
 
 inline State* GetState(Napi::Env env) { return env.GetInstanceData<State>(); }
@@ -31,11 +35,37 @@ inline Napi::Number Result(Napi::Env env, double r) { return Napi::Number::New(e
 
 int32_t Int32Arg(const Napi::CallbackInfo& info, size_t i);
 
+// A JS function that native code calls when an fd is ready: the reference, an async context, and the call itself
+// through napi_make_callback (async context kept; microtasks, i.e. the awaiting code, run before it returns). An
+// exception it throws is reported as uncaught, as Node does for an event listener's.
+struct JsCallback {
+  napi_ref fn = nullptr;
+  napi_async_context context = nullptr;
+  bool Init(napi_env env, napi_value f, const char* name);  // false: nothing is left allocated
+  bool Call(napi_env env, size_t argc, const int32_t* argv);  // false: JS could not be called
+  // Idempotent. destroyContext false: leave the async context to the ending environment (Deno, see Init).
+  void Destroy(napi_env env, bool destroyContext = true);
+};
+
+// The helper thread's side of a wake-up source (thread.cc): key kWatcherKey is the watcher's epoll set, a poll's
+// id names its fd. Registrations are one-shot; Rearm enables one again after JS has handled it.
+constexpr uint64_t kWatcherKey = 0;
+int HelperAdd(napi_env env, State* st, int fd, uint32_t events, uint64_t key);  // 0 | -errno
+void HelperRearm(State* st, int fd, uint32_t events, uint64_t key);
+void HelperDel(State* st, int fd, uint64_t key);
+void HelperRef(napi_env env, State* st, uint64_t key, bool ref);  // whether `key` keeps the event loop alive
+void StopHelper(State* st);  // joins the thread; JS is not called again
+
+// Called on the JS thread for what the helper thread saw.
+void WatcherFired(State* st);
+void PollerFired(State* st, uint64_t key, uint32_t epollEvents);
+// Teardown of what lives on the helper thread (after StopHelper): close the fds, free the state.
+void CloseThreadWatcher(State* st);
+void CloseThreadPollers(State* st);
+
 void InitCalls(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitMlock(Napi::Env env, Napi::Object exports);
-// Closes the watcher's libuv handle; `done` runs once libuv has released it (see the cleanup hook in addon.cc).
-void CloseWatcher(Watcher* w, napi_async_cleanup_hook_handle hook);
 
 }  // namespace pidfd

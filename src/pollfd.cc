@@ -1,17 +1,21 @@
-// One libuv poll per fd, on the environment's own loop, for fds that cannot share the watcher's epoll set.
+// One poll per fd, for fds that cannot share the watcher's epoll set: on Node a libuv poll on the environment's own
+// loop, elsewhere one registration in the helper thread's epoll set (thread.cc). JS chooses which at start.
 //
 // A PSI trigger fd (a /proc/pressure or cgroup *.pressure file with a trigger written to it) reports its events as
 // EPOLLPRI. Nested inside another epoll set (the watcher's) the event is lost: the outer set's readiness check
 // polls the trigger and that poll consumes the event, so the inner epoll_wait then finds nothing. Each trigger fd
-// therefore gets its own uv_poll_t with UV_PRIORITIZED.
+// therefore gets its own uv_poll_t with UV_PRIORITIZED, or its own registration in the thread's set (polled
+// directly by epoll_wait there, one level as on libuv's loop). Both report libuv's (status, events) to JS.
 //
 // The poll takes the fd: it is closed when the poll is closed (pollStop, or the environment's teardown), after
 // libuv has removed it from the loop. uv_poll_init sets O_NONBLOCK on the fd (TOOLCHAIN.md trap 14); these fds are
 // private to the library, so that changes nothing anyone relies on.
 //
-// Teardown: each poll has its own async cleanup hook, removed only from the handle's close callback, so libuv has
-// finished with the handle before Node unloads the environment (TOOLCHAIN.md trap 13).
+// Teardown (libuv): each poll has its own async cleanup hook, removed only from the handle's close callback, so
+// libuv has finished with the handle before Node unloads the environment (TOOLCHAIN.md trap 13). On the thread, the
+// environment's cleanup hook closes the polls once the thread has been joined.
 #include <errno.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -24,8 +28,9 @@ struct Poller {
   uv_poll_t handle = {};
   int fd = -1;
   int32_t id = 0;
-  napi_ref callback = nullptr;
-  napi_async_context context = nullptr;
+  bool thread = false;
+  uint32_t epollEvents = 0;  // on the thread: what it waits for
+  JsCallback callback;
   napi_async_cleanup_hook_handle hook = nullptr;
   bool closing = false;
 };
@@ -40,98 +45,108 @@ void OnClose(uv_handle_t* h) {
   if (hook) napi_remove_async_cleanup_hook(hook);
 }
 
-void ClosePoller(Poller* p) {
+void ClosePoller(Poller* p, bool destroyContext = true) {
   if (p->closing) return;
   p->closing = true;
-  if (p->callback) napi_delete_reference(p->env, p->callback);
-  if (p->context) napi_async_destroy(p->env, p->context);
-  p->callback = nullptr;
-  p->context = nullptr;
+  p->callback.Destroy(p->env, destroyContext);
+  if (p->thread) {
+    close(p->fd);
+    delete p;
+    return;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), OnClose);
 }
 
 // Environment teardown. It must not touch State (it may be gone already); JS can no longer call pollStop.
 void Cleanup(napi_async_cleanup_hook_handle, void* arg) { ClosePoller(static_cast<Poller*>(arg)); }
 
-// libuv reports (status, events): status < 0 on an error (libuv has then stopped the poll), else the events seen.
-void OnPoll(uv_poll_t* h, int status, int events) {
-  Poller* p = static_cast<Poller*>(h->data);
+void Fire(Poller* p, int status, int events) {
   if (p->closing) return;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(p->env, &scope) != napi_ok) return;
-  napi_value fn, recv, argv[2], result;
-  if (napi_get_reference_value(p->env, p->callback, &fn) == napi_ok && fn != nullptr &&
-      napi_get_global(p->env, &recv) == napi_ok && napi_create_int32(p->env, status, &argv[0]) == napi_ok &&
-      napi_create_int32(p->env, events, &argv[1]) == napi_ok) {
-    if (napi_make_callback(p->env, p->context, recv, fn, 2, argv, &result) == napi_pending_exception) {
-      napi_value err;
-      if (napi_get_and_clear_last_exception(p->env, &err) == napi_ok) napi_fatal_exception(p->env, err);
-    }
-  }
-  napi_close_handle_scope(p->env, scope);
+  int32_t argv[2] = {status, events};
+  p->callback.Call(p->env, 2, argv);
 }
 
-Poller* Find(const Napi::CallbackInfo& info) {
-  auto& pollers = GetState(info.Env())->pollers;
-  auto it = pollers.find(Int32Arg(info, 0));
-  return it == pollers.end() ? nullptr : it->second;
+// libuv reports (status, events): status < 0 on an error (libuv has then stopped the poll), else the events seen.
+void OnPoll(uv_poll_t* h, int status, int events) { Fire(static_cast<Poller*>(h->data), status, events); }
+
+Poller* Find(State* st, int32_t id) {
+  auto it = st->pollers.find(id);
+  return it == st->pollers.end() ? nullptr : it->second;
 }
 
-// (fd, uvEvents, callback(status, events)) → poll id (> 0) | -errno. On success the poll owns the fd. The poll
-// keeps the loop alive (ref'd) until pollRef(id, false).
+Poller* Find(const Napi::CallbackInfo& info) { return Find(GetState(info.Env()), Int32Arg(info, 0)); }
+
+uint32_t ToEpoll(int uvEvents) {
+  uint32_t e = 0;
+  if (uvEvents & UV_READABLE) e |= EPOLLIN;
+  if (uvEvents & UV_PRIORITIZED) e |= EPOLLPRI;
+  if (uvEvents & UV_DISCONNECT) e |= EPOLLRDHUP;
+  return e;
+}
+
+// (fd, uvEvents, callback(status, events), thread) → poll id (> 0) | -errno. On success the poll owns the fd. The
+// poll keeps the loop alive (ref'd) until pollRef(id, false). thread: on the helper thread instead of libuv.
 Napi::Value PollStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Int32Arg(info, 0);
   int events = Int32Arg(info, 1);
   if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "pidfd native: callback must be a function");
+  bool thread = info[3].ToBoolean();
   uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) throw Napi::Error::New(env, "pidfd: no event loop");
+  if (!thread && (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop)) {
+    throw Napi::Error::New(env, "pidfd native: no event loop");
+  }
   State* st = GetState(env);
   // JS-side allocations first: in a worker being terminated any of them can throw, and a throw after the handle is
   // initialized would leave it open in the loop (Node aborts on "uv_loop_close() while having open handles").
-  Napi::String name = Napi::String::New(env, "pidfd:poll");
   Poller* p = new Poller();
   p->env = env;
-  if (napi_create_reference(env, info[2], 1, &p->callback) != napi_ok ||
-      napi_async_init(env, nullptr, name, &p->context) != napi_ok) {
-    if (p->callback) napi_delete_reference(env, p->callback);
+  p->thread = thread;
+  if (!p->callback.Init(env, info[2], "pidfd:poll")) {
     delete p;
     throw Napi::Error::New(env, "pidfd native: could not start the poll");
   }
-  auto undo = [&]() {
-    napi_delete_reference(env, p->callback);
-    napi_async_destroy(env, p->context);
-    p->callback = nullptr;
-    p->context = nullptr;
-  };
-  int r = uv_poll_init(loop, &p->handle, fd);
+  int32_t id = st->nextPoller;
+  int r;
+  if (thread) {
+    p->epollEvents = ToEpoll(events);
+    r = HelperAdd(env, st, fd, p->epollEvents, static_cast<uint64_t>(id));
+  } else {
+    r = uv_poll_init(loop, &p->handle, fd);
+    if (r == 0) {
+      p->handle.data = p;
+      r = uv_poll_start(&p->handle, events, OnPoll);
+      if (r < 0) {
+        // The handle is initialized: it must be closed through libuv, but the fd stays the caller's.
+        p->callback.Destroy(env);
+        p->closing = true;
+        uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
+                 [](uv_handle_t* h) { delete static_cast<Poller*>(h->data); });
+        return Result(env, r);
+      }
+    }
+  }
   if (r < 0) {
-    undo();
+    p->callback.Destroy(env);
     delete p;
     return Result(env, r);  // libuv errors are -errno
   }
-  p->handle.data = p;
-  r = uv_poll_start(&p->handle, events, OnPoll);
-  if (r < 0) {
-    // The handle is initialized: it must be closed through libuv, but the fd stays the caller's.
-    undo();
-    p->closing = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) { delete static_cast<Poller*>(h->data); });
-    return Result(env, r);
-  }
   p->fd = fd;
-  p->id = st->nextPoller;
+  p->id = id;
   st->nextPoller = st->nextPoller == 0x7fffffff ? 1 : st->nextPoller + 1;
-  napi_add_async_cleanup_hook(env, Cleanup, p, &p->hook);
+  if (thread) HelperRef(env, st, static_cast<uint64_t>(id), true);
+  else napi_add_async_cleanup_hook(env, Cleanup, p, &p->hook);
   st->pollers[p->id] = p;
   return Result(env, p->id);
 }
 
 // (id) → 0 | -EBADF (unknown id). Stops the poll and closes its fd; no callback runs after this returns.
 Napi::Value PollStop(const Napi::CallbackInfo& info) {
+  State* st = GetState(info.Env());
   Poller* p = Find(info);
   if (!p) return Result(info.Env(), -static_cast<double>(EBADF));
-  GetState(info.Env())->pollers.erase(p->id);
+  st->pollers.erase(p->id);
+  if (p->thread) HelperDel(st, p->fd, static_cast<uint64_t>(p->id));
   ClosePoller(p);
   return Result(info.Env(), 0);
 }
@@ -140,13 +155,48 @@ Napi::Value PollStop(const Napi::CallbackInfo& info) {
 Napi::Value PollRef(const Napi::CallbackInfo& info) {
   Poller* p = Find(info);
   if (!p) return Result(info.Env(), -static_cast<double>(EBADF));
+  bool ref = info[1].ToBoolean();
+  if (p->thread) {
+    HelperRef(info.Env(), GetState(info.Env()), static_cast<uint64_t>(p->id), ref);
+    return Result(info.Env(), 0);
+  }
   uv_handle_t* h = reinterpret_cast<uv_handle_t*>(&p->handle);
-  if (info[1].ToBoolean()) uv_ref(h);
+  if (ref) uv_ref(h);
   else uv_unref(h);
   return Result(info.Env(), 0);
 }
 
 }  // namespace
+
+// What the helper thread saw on a poll's fd, reported as libuv would: an error (EPOLLERR) as status -EBADF, with
+// the poll stopped; otherwise the events in libuv's bits, and the fd re-armed.
+void PollerFired(State* st, uint64_t key, uint32_t e) {
+  Poller* p = Find(st, static_cast<int32_t>(key));
+  if (!p) return;  // stopped since the thread saw it
+  if (e & EPOLLERR) {
+    Fire(p, -EBADF, 0);
+    return;
+  }
+  int events = 0;
+  if (e & (EPOLLIN | EPOLLHUP)) events |= UV_READABLE;
+  if (e & EPOLLPRI) events |= UV_PRIORITIZED;
+  if (e & (EPOLLRDHUP | EPOLLHUP)) events |= UV_DISCONNECT;
+  Fire(p, 0, events);
+  // The callback may have stopped it.
+  if (Find(st, static_cast<int32_t>(key)) == p) HelperRearm(st, p->fd, p->epollEvents, key);
+}
+
+void CloseThreadPollers(State* st) {
+  for (auto it = st->pollers.begin(); it != st->pollers.end();) {
+    Poller* p = it->second;
+    if (p->thread) {
+      it = st->pollers.erase(it);
+      ClosePoller(p, st->asyncDestroyInCleanup);
+    } else {
+      ++it;
+    }
+  }
+}
 
 void InitPoll(Napi::Env env, Napi::Object exports) {
   Napi::Object c = exports.Get("constants").As<Napi::Object>();

@@ -120,7 +120,7 @@ t.test('adopt: no process with that pid any more: ESRCH', async (t) => {
   await exited(child);
   p.close();
   if (existsSync(`/proc/${child.pid}`)) {
-    t.skip('the pid was taken by another process meanwhile');
+    t.skip('the pid was taken by another process meanwhile', () => {});
     return;
   }
   t.throws(() => PidFd.adopt(identity), { code: 'ESRCH', syscall: 'pidfd_open' });

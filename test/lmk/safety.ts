@@ -28,7 +28,9 @@ t.teardown(async () => {
 
 function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
   const log: { type: string; e: any }[] = [];
-  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error']) lmk.on(type, (e) => log.push({ type, e }));
+  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error'] as const) {
+    lmk.on(type, (e: unknown) => log.push({ type, e }));
+  }
   return log;
 }
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LowMemoryKiller, TrimEvent } from '../../lib/index';
+import { LowMemoryKiller, LowMemoryKillerEvents, TrimEvent } from '../../lib/index';
 import {
   budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker,
 } from '../helpers/mem-helpers';
@@ -37,10 +37,10 @@ function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
   return recordEvents(lmk);
 }
 
-function until(lmk: LowMemoryKiller, type: string): Promise<any> {
+function until(lmk: LowMemoryKiller, type: keyof LowMemoryKillerEvents): Promise<any> {
   return new Promise((resolve, reject) => {
     const guard = setTimeout(() => reject(new Error(`no ${type} event within ${GUARD_MS} ms`)), GUARD_MS);
-    lmk.once(type, (e) => {
+    lmk.once(type, (e: unknown) => {
       clearTimeout(guard);
       resolve(e);
     });
@@ -50,7 +50,7 @@ function until(lmk: LowMemoryKiller, type: string): Promise<any> {
 const alive = (w: Worker): boolean => w.proc.exitCode === null && w.proc.signalCode === null;
 
 if (!memoryV1Root()) {
-  t.skip('no cgroup v1 memory controller: these tests need a memory group of their own');
+  t.skip('no cgroup v1 memory controller: these tests need a memory group of their own', () => {});
 } else {
   t.test('reclaim first: page cache charged to the budget is paged out, and nobody dies', async (t) => {
     const file = join(dir, 'cache');

@@ -229,14 +229,14 @@ t.test('signal SIGKILL: no grace, memory released, everything dead', async (t) =
 t.test('cgroup: a child re-parented before any walk could see it is still found and killed', async (t) => {
   const base = '/sys/fs/cgroup/unified';
   if (!existsSync(`${base}/cgroup.procs`)) {
-    t.skip('no cgroup v2 hierarchy mounted at /sys/fs/cgroup/unified');
+    t.skip('no cgroup v2 hierarchy mounted at /sys/fs/cgroup/unified', () => {});
     return;
   }
   const dir = `${base}/pidfd-test-${process.pid}`;
   mkdirSync(dir);
   if (!existsSync(`${dir}/cgroup.kill`)) {
     rmdirSync(dir);
-    t.skip('this kernel has no cgroup.kill (Linux 5.14)');
+    t.skip('this kernel has no cgroup.kill (Linux 5.14)', () => {});
     return;
   }
   // Each member's SIGTERM handler forks a SIGTERM-ignoring child and exits at once: the child is re-parented
