@@ -304,7 +304,7 @@ export class PidFd {
     if (scope !== 'process-group' && this.exited) return false;
     // With no flag the kernel takes the scope from the pidfd's type, so a thread pidfd would signal only its
     // thread: 'process' must say so explicitly there.
-    const flags = scope === 'process' && this.#thread ? C.PIDFD_SIGNAL_THREAD_GROUP : SCOPE_FLAGS[scope as keyof typeof SCOPE_FLAGS];
+    const flags = scope === 'process' && this.#thread ? C.PIDFD_SIGNAL_THREAD_GROUP : SCOPE_FLAGS[scope];
     const r = native.sendSignal(fd, signo, flags, value);
     if (r === 0) return true;
     if (r === -E.ESRCH) {
