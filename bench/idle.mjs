@@ -32,7 +32,11 @@ function watch(mode, seconds, list) {
   if (mode === 'waitExit') {
     const { PidFd } = loadPackage();
     const handles = pids.map((pid) => PidFd.open(pid));
-    for (const p of handles) p.waitExit().then(() => exited++, () => {}); // rejected by close() below
+    for (const p of handles)
+      p.waitExit().then(
+        () => exited++,
+        () => {},
+      ); // rejected by close() below
     stop = () => handles.forEach((p) => p.close());
   } else if (MODES[mode]?.intervalMs) {
     const alive = new Set(pids);
@@ -56,17 +60,28 @@ function watch(mode, seconds, list) {
     const cpu0 = process.cpuUsage();
     const sw0 = loopWakeups();
     const t0 = process.hrtime.bigint();
-    setTimeout(() => {
-      const wakeups = loopWakeups() - sw0;
-      const cpu = process.cpuUsage(cpu0);
-      const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
-      const cpuMs = (cpu.user + cpu.system) / 1000;
-      stop();
-      process.stdout.write(`${JSON.stringify({
-        mode, watched: mode === 'baseline' ? 0 : pids.length, timers, loopWakeups: wakeups, cpuMs, wallMs, exited,
-      })}\n`);
-      process.exit(0);
-    }, Number(seconds) * 1000);
+    setTimeout(
+      () => {
+        const wakeups = loopWakeups() - sw0;
+        const cpu = process.cpuUsage(cpu0);
+        const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+        const cpuMs = (cpu.user + cpu.system) / 1000;
+        stop();
+        process.stdout.write(
+          `${JSON.stringify({
+            mode,
+            watched: mode === 'baseline' ? 0 : pids.length,
+            timers,
+            loopWakeups: wakeups,
+            cpuMs,
+            wallMs,
+            exited,
+          })}\n`,
+        );
+        process.exit(0);
+      },
+      Number(seconds) * 1000,
+    );
   }, SETTLE_MS);
 }
 

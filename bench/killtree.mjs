@@ -74,10 +74,13 @@ async function round(mode, grow) {
 
 const runs = [];
 for (const grow of [false, true]) {
-  for (let i = 0; i < (grow ? 1 : ROUNDS); i++) { // one growing round: tree-kill needs tens of seconds there
+  for (let i = 0; i < (grow ? 1 : ROUNDS); i++) {
+    // one growing round: tree-kill needs tens of seconds there
     for (const mode of i % 2 ? ['tree-kill', 'pidfd'] : ['pidfd', 'tree-kill']) {
       const r = await round(mode, grow);
-      log(`  ${grow ? 'growing' : 'static'} ${mode}: ${r.before} alive before, ${r.wallMs.toFixed(0)} ms, ${r.cpuMs.toFixed(0)} ms CPU, ${r.survivors} survivors`);
+      log(
+        `  ${grow ? 'growing' : 'static'} ${mode}: ${r.before} alive before, ${r.wallMs.toFixed(0)} ms, ${r.cpuMs.toFixed(0)} ms CPU, ${r.survivors} survivors`,
+      );
       runs.push(r);
     }
   }

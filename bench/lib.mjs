@@ -1,6 +1,15 @@
 // Shared pieces of the benchmarks: building the C helpers, talking to them, statistics.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +32,12 @@ export function compile(name) {
   const src = join(BENCH, `${name}.c`);
   const bin = join(OUT, name);
   // The helpers include bench/*.h: a newer header rebuilds too.
-  const newest = Math.max(statSync(src).mtimeMs, ...readdirSync(BENCH).filter((f) => f.endsWith('.h')).map((f) => statSync(join(BENCH, f)).mtimeMs));
+  const newest = Math.max(
+    statSync(src).mtimeMs,
+    ...readdirSync(BENCH)
+      .filter((f) => f.endsWith('.h'))
+      .map((f) => statSync(join(BENCH, f)).mtimeMs),
+  );
   if (!existsSync(bin) || statSync(bin).mtimeMs < newest) {
     mkdirSync(OUT, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;

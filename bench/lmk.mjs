@@ -41,14 +41,23 @@ function skip(reason) {
 // Child mode: hold one watcher on a quiet group for IDLE_S seconds and report CPU time.
 if (process.argv[2] === 'idle') {
   const [, , , mode, dir] = process.argv;
-  const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: WINDOW, cgroup: dir, mode, interval: POLL_MS });
+  const w = watchPressure({
+    resource: 'cpu',
+    threshold: THRESHOLD,
+    window: WINDOW,
+    cgroup: dir,
+    mode,
+    interval: POLL_MS,
+  });
   await sleep(1000);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   await sleep(IDLE_S * 1000);
   const c = process.cpuUsage(c0);
   w.close();
-  process.stdout.write(`${JSON.stringify({ mode: w.mode, cpuMs: (c.user + c.system) / 1000, wallMs: performance.now() - t0 })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ mode: w.mode, cpuMs: (c.user + c.system) / 1000, wallMs: performance.now() - t0 })}\n`,
+  );
   process.exit(0);
 }
 
@@ -94,7 +103,9 @@ async function trial(mode) {
   const stallAtDecision = (total() - before) / 1000;
   for (const s of spinners) s.kill('SIGKILL');
   await lmk.stop();
-  await Promise.all(spinners.map((s) => (s.exitCode === null && s.signalCode === null ? new Promise((r) => s.once('exit', r)) : null)));
+  await Promise.all(
+    spinners.map((s) => (s.exitCode === null && s.signalCode === null ? new Promise((r) => s.once('exit', r)) : null)),
+  );
   await sleep(WINDOW + 500); // let the group's window drain before the next trial
   return { mode: actual, onsetToDecisionMs: t === undefined ? null : tKill - t0, stallAtDecisionMs: stallAtDecision };
 }
@@ -104,7 +115,9 @@ try {
   for (let i = 0; i < TRIALS * 2; i++) {
     const mode = i % 4 === 1 || i % 4 === 2 ? 'poll' : 'auto';
     const r = await trial(mode);
-    process.stderr.write(`  lmk ${r.mode}: decision ${r.onsetToDecisionMs?.toFixed(0)} ms after onset (${r.stallAtDecisionMs.toFixed(0)} ms stalled by then)\n`);
+    process.stderr.write(
+      `  lmk ${r.mode}: decision ${r.onsetToDecisionMs?.toFixed(0)} ms after onset (${r.stallAtDecisionMs.toFixed(0)} ms stalled by then)\n`,
+    );
     trials.push(r);
   }
   const idle = {};
@@ -117,14 +130,26 @@ try {
     const t = trials.filter((r) => r.mode === mode);
     const d = t.map((r) => r.onsetToDecisionMs);
     return {
-      trials: t.length, decided: d.filter((x) => x !== null).length, medianMs: median(d), minMs: Math.min(...d.filter((x) => x !== null)),
-      maxMs: Math.max(...d.filter((x) => x !== null)), samplesMs: d,
+      trials: t.length,
+      decided: d.filter((x) => x !== null).length,
+      medianMs: median(d),
+      minMs: Math.min(...d.filter((x) => x !== null)),
+      maxMs: Math.max(...d.filter((x) => x !== null)),
+      samplesMs: d,
     };
   };
-  process.stdout.write(`${JSON.stringify({
-    threshold: THRESHOLD, window: WINDOW, pollMs: POLL_MS, idleSeconds: IDLE_S,
-    trigger: side('trigger'), poll: side('poll'), idle, trials,
-  })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({
+      threshold: THRESHOLD,
+      window: WINDOW,
+      pollMs: POLL_MS,
+      idleSeconds: IDLE_S,
+      trigger: side('trigger'),
+      poll: side('poll'),
+      idle,
+      trials,
+    })}\n`,
+  );
 } finally {
   sleeper.kill('SIGKILL');
   await new Promise((r) => sleeper.once('exit', r));

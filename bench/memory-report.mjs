@@ -28,14 +28,20 @@ const LABEL = {
 
 /** The RESULTS.md sections, each wrapped in markers so that --only can replace them. */
 export function memorySections({ mrelease, lmk }) {
-  const out = ['<!-- section:memory -->', '## Memory back after SIGKILL, with and without `release()` (the victim\'s own memory cgroup)', ''];
+  const out = [
+    '<!-- section:memory -->',
+    "## Memory back after SIGKILL, with and without `release()` (the victim's own memory cgroup)",
+    '',
+  ];
   const runs = mrelease.filter((m) => !m.skipped);
   if (runs.length === 0) out.push(`(skipped: ${mrelease[0]?.skipped ?? 'not run'})`);
   else {
     const LIMIT_MS = 20_000;
     const cell = (side) => {
       const capped = side.freedMsAll.filter((x) => x === null).length;
-      return capped > 0 ? `≥ ${fmt(side.freedMs)} (${capped} of ${side.trials} still not freed at ${LIMIT_MS / 1000} s)` : fmt(side.freedMs);
+      return capped > 0
+        ? `≥ ${fmt(side.freedMs)} (${capped} of ${side.trials} still not freed at ${LIMIT_MS / 1000} s)`
+        : fmt(side.freedMs);
     };
     out.push(
       `| victim | scenario | | trials | freed ms (≤ ${runs[0].freedThreshold * 100}% left), median | half freed ms | release() call ms | release() returned true |`,
@@ -53,8 +59,10 @@ export function memorySections({ mrelease, lmk }) {
     for (const m of runs) {
       const parts = Object.entries(m.scenarios).map(([name, sc]) => {
         const capped = sc.without.freedMsAll.some((x) => x === null) ? '≥ ' : '';
-        return `${name}: ${fmt(sc.without.freedMs)} ms without, ${fmt(sc.with.freedMs)} ms with release() ` +
-          `(without ÷ with: ${capped}${fmt(sc.without.freedMs / sc.with.freedMs, 1)}×)`;
+        return (
+          `${name}: ${fmt(sc.without.freedMs)} ms without, ${fmt(sc.with.freedMs)} ms with release() ` +
+          `(without ÷ with: ${capped}${fmt(sc.without.freedMs / sc.with.freedMs, 1)}×)`
+        );
       });
       out.push(`- ${m.mib / 1024} GiB: ${parts.join('; ')}.`);
     }
@@ -68,14 +76,20 @@ export function memorySections({ mrelease, lmk }) {
       '### How it is measured',
       '',
       '- `bench/mrelease.mjs`: each victim (`bench/helper.c hog`) touches its memory inside a fresh cgroup v1 memory ' +
-        'cgroup; that cgroup\'s memory.usage_in_bytes is read every ~50 µs after the kill (sleeping in between, so the ' +
+        "cgroup; that cgroup's memory.usage_in_bytes is read every ~50 µs after the kill (sleeping in between, so the " +
         'reader takes no CPU from the exiting victim). MemAvailable is not used: freed pages sit on per-CPU lists for ' +
         'a while. Trials alternate ABBA. "Busy" pins the victim and 3 busy processes to one CPU and the benchmark to ' +
         'another; "starved" also renices the victim to 19. One victim at a time, and only with its size + 4 GiB ' +
         'available. A trial gives up at 20 s.',
     );
   }
-  out.push('<!-- /section:memory -->', '', '<!-- section:lmk -->', '## Low-memory killer: pressure onset → kill decision', '');
+  out.push(
+    '<!-- /section:memory -->',
+    '',
+    '<!-- section:lmk -->',
+    '## Low-memory killer: pressure onset → kill decision',
+    '',
+  );
   if (lmk.skipped) out.push(`(skipped: ${lmk.skipped})`);
   else {
     out.push(
@@ -88,17 +102,17 @@ export function memorySections({ mrelease, lmk }) {
       '',
       `- With a threshold of ${lmk.threshold} ms in ${lmk.window / 1000} s, the killer decided ${fmt(lmk.trigger.medianMs, 0)} ms after ` +
         `onset with the kernel trigger and ${fmt(lmk.poll.medianMs, 0)} ms when polling every ${lmk.pollMs} ms. An unprivileged trigger ` +
-        '(no CAP_SYS_RESOURCE, as here) is evaluated only on the kernel\'s 2 s averaging tick, and that tick is re-armed ' +
+        "(no CAP_SYS_RESOURCE, as here) is evaluated only on the kernel's 2 s averaging tick, and that tick is re-armed " +
         `only when the group becomes busy: here the event came ${fmt(lmk.trigger.minMs, 0)}-${fmt(lmk.trigger.maxMs, 0)} ms after onset, far more than the threshold. A privileged trigger ` +
-        'is evaluated by the kernel\'s real-time poller instead. Polling decides within one interval of the threshold being ' +
+        "is evaluated by the kernel's real-time poller instead. Polling decides within one interval of the threshold being " +
         `reached and costs ${fmt(lmk.idle.poll?.cpuMs)} ms CPU per ${lmk.idleSeconds} s idle against ${fmt(lmk.idle.trigger?.cpuMs)} ms for the trigger.`,
       '',
       '### How it is measured',
       '',
       '- `bench/lmk.mjs`: a cgroup v2 group of our own holds a sleeping candidate. At onset two busy processes pinned to ' +
         'one CPU join the group, so some task in it always waits (CPU pressure: the one PSI resource this machine can ' +
-        'drive on demand without swap; the killer\'s path is the same for memory). A fresh `LowMemoryKiller` (dryRun) ' +
-        'watches the group\'s cpu.pressure; time from the onset to its `kill` event. Modes alternate ABBA; the group ' +
+        "drive on demand without swap; the killer's path is the same for memory). A fresh `LowMemoryKiller` (dryRun) " +
+        "watches the group's cpu.pressure; time from the onset to its `kill` event. Modes alternate ABBA; the group " +
         'drains between trials. Idle CPU: one fresh process holding one watcher on the quiet group.',
     );
   }

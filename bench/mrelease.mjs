@@ -74,7 +74,8 @@ function memAvailable() {
 
 async function roomFor(bytes) {
   for (let i = 0; i < 120 && memAvailable() < bytes + SPARE; i++) {
-    if (i === 0) process.stderr.write(`  mrelease: waiting for ${((bytes + SPARE) / 2 ** 30).toFixed(1)} GiB available\n`);
+    if (i === 0)
+      process.stderr.write(`  mrelease: waiting for ${((bytes + SPARE) / 2 ** 30).toFixed(1)} GiB available\n`);
     await sleep(1000);
   }
   if (memAvailable() < bytes + SPARE) throw new Error('not enough memory available for the victim: not running it');
@@ -133,7 +134,16 @@ async function trial(withRelease, busyCpu, nice) {
     const after = usage(fd);
     closeSync(fd);
     p.close();
-    return { release: withRelease, released, beforeBytes: before, afterBytes: after, releaseNs, t50Ns: t50, freedNs: tFreed, signal: info.signal };
+    return {
+      release: withRelease,
+      released,
+      beforeBytes: before,
+      afterBytes: after,
+      releaseNs,
+      t50Ns: t50,
+      freedNs: tFreed,
+      signal: info.signal,
+    };
   } finally {
     for (const s of spinners) if (s.exitCode === null && s.signalCode === null) s.kill('SIGKILL');
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -180,7 +190,13 @@ try {
       trials.push(r);
     }
     if (busyCpu !== undefined) execFileSync(helper, ['pin', String(process.pid), '-1']);
-    scenarios[name] = { busyCpu: busyCpu ?? null, nice: nice ? 19 : 0, without: side(trials, false), with: side(trials, true), trials };
+    scenarios[name] = {
+      busyCpu: busyCpu ?? null,
+      nice: nice ? 19 : 0,
+      without: side(trials, false),
+      with: side(trials, true),
+      trials,
+    };
   }
 } finally {
   await removeCgroup(cg);

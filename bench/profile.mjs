@@ -108,7 +108,9 @@ function report(title, samples) {
     return [key, v[v.length >> 1], v.length];
   });
   rows.sort((a, b) => a[1] - b[1]);
-  console.log(`\n${title} (${samples.length} samples; p50 µs since just before kill, and the step from the line above)`);
+  console.log(
+    `\n${title} (${samples.length} samples; p50 µs since just before kill, and the step from the line above)`,
+  );
   let prev = 0;
   for (const [key, p50, n] of rows) {
     const partial = n < samples.length ? `   (in ${n} of them)` : '';

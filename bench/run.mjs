@@ -50,7 +50,10 @@ if (process.argv.includes('--only')) {
   const section = memorySections(mem);
   process.stdout.write(`${section.join('\n')}\n`);
   if (!quick) spliceSections(['memory', 'lmk'], section);
-  writeFileSync(join(BENCH, quick ? 'results-memory-quick.json' : 'results-memory.json'), `${JSON.stringify({ date: started.toISOString(), ...mem }, null, 1)}\n`);
+  writeFileSync(
+    join(BENCH, quick ? 'results-memory-quick.json' : 'results-memory.json'),
+    `${JSON.stringify({ date: started.toISOString(), ...mem }, null, 1)}\n`,
+  );
   process.exit(0);
 }
 
@@ -70,12 +73,17 @@ const ratio = (a, b) => a / b;
 
 function latencyRows(rows, floorKey) {
   const f = S[floorKey];
-  const out = ['| mechanism | processes | p50 µs | p99 µs | p50 × floor | p99 × floor |', '| --- | ---: | ---: | ---: | ---: | ---: |'];
+  const out = [
+    '| mechanism | processes | p50 µs | p99 µs | p50 × floor | p99 × floor |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
   for (const [key, label, ownFloor] of rows) {
     const s = S[key];
     if (!s) continue;
     const fl = S[ownFloor ?? floorKey] ?? f;
-    out.push(`| ${label} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(ratio(s.p50, fl.p50), 2)} | ${fmt(ratio(s.p99, fl.p99), 2)} |`);
+    out.push(
+      `| ${label} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(ratio(s.p50, fl.p50), 2)} | ${fmt(ratio(s.p99, fl.p99), 2)} |`,
+    );
   }
   return out;
 }
@@ -87,7 +95,7 @@ const childTable = latencyRows(
     ['exit.child', "child_process `'exit'` event"],
     ['race.waitExit', '`waitExit()`, both armed on the same child'],
     ['race.exit', "`'exit'`, both armed on the same child"],
-    ['wake.child', '(diagnostic) the package\'s watcher reaches its first JS'],
+    ['wake.child', "(diagnostic) the package's watcher reaches its first JS"],
   ],
   'floor.child',
 );
@@ -117,11 +125,12 @@ const raceFirst = latency.raceWaitExitFirst;
 const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
 const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
 const pkgVersion = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
-const machine = `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+const machine =
+  `Linux ${kernel}, ${cpuModel} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
   `Node ${process.version}`;
 
-const notSlower = notSlowerP50 && notSlowerP99 ? 'not slower'
-  : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower';
+const notSlower =
+  notSlowerP50 && notSlowerP99 ? 'not slower' : notSlowerP50 ? 'not slower at p50, slower at p99' : 'slower';
 const verdict = [
   `- waitExit (child) p50 is ${fmt(p50Ratio, 2)}× the floor (target ≤ ${TARGET_RATIO}×): ` +
     `**${targetFloor ? 'met' : 'not met'}**.`,
@@ -190,10 +199,10 @@ const lines = [
     'at a time on request, so they interleave with the Node samples.',
   '- The 10 ms poll starts at a random phase against the kill. kill(pid, 0) still succeeds on a zombie, so the poll ' +
     'can only see the reap.',
-  '- Diagnostic rows time the first JS handler of the package\'s readiness watcher (internal module dist/watcher.js): ' +
+  "- Diagnostic rows time the first JS handler of the package's readiness watcher (internal module dist/watcher.js): " +
     'what any JS-level work has to start from. `node bench/profile.mjs` prints the step-by-step timeline of waitExit.',
   `- Idle: one fresh Node process per mechanism, all on the same ${WATCHED} victims at once, 2 s to settle, then one ` +
-    'timer for the window; process.cpuUsage() and the loop thread\'s voluntary context switches over it.',
+    "timer for the window; process.cpuUsage() and the loop thread's voluntary context switches over it.",
   '',
 ];
 const report = lines.join('\n');
@@ -205,4 +214,6 @@ writeFileSync(
   join(BENCH, quick ? 'results-quick.json' : 'results.json'),
   `${JSON.stringify({ date: started.toISOString(), machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version }, quick, latency, idle, memory, toolkit }, null, 1)}\n`,
 );
-log(`wrote ${quick ? '' : 'bench/RESULTS.md and '}bench/${quick ? 'results-quick.json' : 'results.json'} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+log(
+  `wrote ${quick ? '' : 'bench/RESULTS.md and '}bench/${quick ? 'results-quick.json' : 'results.json'} (${((Date.now() - started) / 1000).toFixed(0)} s)`,
+);

@@ -32,10 +32,15 @@ function install(name, envVar) {
 }
 
 const runtimes = [{ name: 'Node', argv: [process.execPath], version: process.version }];
-for (const [name, envVar, extra] of [['bun', 'BENCH_BUN', []], ['deno', 'BENCH_DENO', ['run', '--allow-all']]]) {
+for (const [name, envVar, extra] of [
+  ['bun', 'BENCH_BUN', []],
+  ['deno', 'BENCH_DENO', ['run', '--allow-all']],
+]) {
   const bin = install(name, envVar);
   if (!bin) continue;
-  const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^deno (\S+).*/, '$1');
+  const version = execFileSync(bin, ['--version'], { encoding: 'utf8' })
+    .split('\n')[0]
+    .replace(/^deno (\S+).*/, '$1');
   runtimes.push({ name: name === 'bun' ? 'Bun' : 'Deno', argv: [bin, ...extra], version });
 }
 

@@ -61,18 +61,26 @@ async function round(mode) {
     const all = [...honour, ...ignore];
     let results;
     if (mode === 'pidfd') {
-      results = await Promise.all(all.map(async (pid) => {
-        const r = await terminate(pid, { timeout: GRACE });
-        return { pid, escalated: r.escalated, ms: performance.now() - t0 };
-      }));
+      results = await Promise.all(
+        all.map(async (pid) => {
+          const r = await terminate(pid, { timeout: GRACE });
+          return { pid, escalated: r.escalated, ms: performance.now() - t0 };
+        }),
+      );
     } else if (mode === 'pm2') {
       results = await Promise.all(all.map((pid) => pm2Stop(pid, t0, (p, s) => treeKill(p, s, () => {}))));
     } else {
-      results = await Promise.all(all.map((pid) => pm2Stop(pid, t0, (p, s) => {
-        try {
-          process.kill(p, s);
-        } catch { /* gone */ }
-      })));
+      results = await Promise.all(
+        all.map((pid) =>
+          pm2Stop(pid, t0, (p, s) => {
+            try {
+              process.kill(p, s);
+            } catch {
+              /* gone */
+            }
+          }),
+        ),
+      );
     }
     const wallMs = performance.now() - t0;
     await sleep(50); // let the last `ps` children be reaped, so their CPU is counted
@@ -81,7 +89,11 @@ async function round(mode) {
     const alive = Number((await helper.ask('c')).split(' ')[1]);
     const byPid = new Map(results.map((r) => [r.pid, r]));
     return {
-      mode, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, childCpuMs: childMs, alive,
+      mode,
+      wallMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      childCpuMs: childMs,
+      alive,
       // summarize() takes ns and reports µs.
       honourUs: summarize(honour.map((p) => byPid.get(p).ms * 1e6)),
       ignoreUs: summarize(ignore.map((p) => byPid.get(p).ms * 1e6)),
@@ -97,8 +109,10 @@ const runs = [];
 for (let i = 0; i < ROUNDS; i++) {
   for (const mode of i % 2 ? ['pm2', 'poll', 'pidfd'] : ['pidfd', 'poll', 'pm2']) {
     const r = await round(mode);
-    log(`  ${mode}: ${r.wallMs.toFixed(0)} ms wall, ${r.cpuMs.toFixed(0)} ms CPU + ${r.childCpuMs.toFixed(0)} ms in children, ` +
-      `honouring p50 ${(r.honourUs.p50 / 1000).toFixed(1)} ms, left alive ${r.alive}`);
+    log(
+      `  ${mode}: ${r.wallMs.toFixed(0)} ms wall, ${r.cpuMs.toFixed(0)} ms CPU + ${r.childCpuMs.toFixed(0)} ms in children, ` +
+        `honouring p50 ${(r.honourUs.p50 / 1000).toFixed(1)} ms, left alive ${r.alive}`,
+    );
     runs.push(r);
   }
 }

@@ -23,14 +23,21 @@ export function toolkitSection({ terminate, killtree }) {
     poll: '`process.kill(pid, sig)`, then `kill(pid, 0)` every 100 ms',
     pm2: '`tree-kill` + `kill(pid, 0)` every 100 ms (as pm2 stops a process)',
   };
-  const rows = ['pidfd', 'poll', 'pm2'].map((mode) => {
-    const runs = T.runs.filter((r) => r.mode === mode);
-    if (runs.length === 0) return undefined;
-    const m = (f) => median(runs.map(f));
-    return `| ${label[mode]} | ${runs.length} | ${whole(m((r) => r.wallMs))} | ${fmt(m((r) => r.honourUs.p50 / 1000), 1)} | ` +
-      `${whole(m((r) => r.ignoreUs.p50 / 1000))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.childCpuMs))} | ` +
-      `${whole(m((r) => r.escalatedHonour))} | ${whole(m((r) => r.alive))} |`;
-  }).filter(Boolean);
+  const rows = ['pidfd', 'poll', 'pm2']
+    .map((mode) => {
+      const runs = T.runs.filter((r) => r.mode === mode);
+      if (runs.length === 0) return undefined;
+      const m = (f) => median(runs.map(f));
+      return (
+        `| ${label[mode]} | ${runs.length} | ${whole(m((r) => r.wallMs))} | ${fmt(
+          m((r) => r.honourUs.p50 / 1000),
+          1,
+        )} | ` +
+        `${whole(m((r) => r.ignoreUs.p50 / 1000))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.childCpuMs))} | ` +
+        `${whole(m((r) => r.escalatedHonour))} | ${whole(m((r) => r.alive))} |`
+      );
+    })
+    .filter(Boolean);
   const K = killtree;
   const krows = [];
   for (const grow of [false, true]) {
@@ -38,8 +45,10 @@ export function toolkitSection({ terminate, killtree }) {
       const runs = K.runs.filter((r) => r.mode === mode && r.grow === grow);
       if (runs.length === 0) continue;
       const m = (f) => median(runs.map(f));
-      krows.push(`| ${grow ? 'growing' : 'static'} | ${mode === 'pidfd' ? '`await killTree(root)`' : '`tree-kill` (SIGTERM), then `kill(pid, 0)` polling until its pids are gone'} | ` +
-        `${runs.length} | ${whole(m((r) => r.before))} | ${whole(m((r) => r.wallMs))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.survivors))} |`);
+      krows.push(
+        `| ${grow ? 'growing' : 'static'} | ${mode === 'pidfd' ? '`await killTree(root)`' : '`tree-kill` (SIGTERM), then `kill(pid, 0)` polling until its pids are gone'} | ` +
+          `${runs.length} | ${whole(m((r) => r.before))} | ${whole(m((r) => r.wallMs))} | ${whole(m((r) => r.cpuMs))} | ${whole(m((r) => r.survivors))} |`,
+      );
     }
   }
   const med = (mode, f) => median(T.runs.filter((r) => r.mode === mode).map(f));
@@ -73,7 +82,13 @@ export function toolkitSection({ terminate, killtree }) {
     '',
     `- terminate: ${2 * T.n} processes stopped in ${whole(med('pidfd', (r) => r.wallMs))} ms (the ${T.graceMs} ms grace ` +
       `included) with ${whole(med('pidfd', (r) => r.cpuMs))} ms CPU; processes honouring SIGTERM were known gone after ` +
-      `${fmt(med('pidfd', (r) => r.honourUs.p50 / 1000), 1)} ms (p50) against ${fmt(med('poll', (r) => r.honourUs.p50 / 1000), 1)} ms ` +
+      `${fmt(
+        med('pidfd', (r) => r.honourUs.p50 / 1000),
+        1,
+      )} ms (p50) against ${fmt(
+        med('poll', (r) => r.honourUs.p50 / 1000),
+        1,
+      )} ms ` +
       `with 100 ms polling and ${whole(med('pm2', (r) => r.honourUs.p50 / 1000))} ms with tree-kill + polling, which ` +
       `spent ${whole(med('pm2', (r) => r.childCpuMs))} ms CPU in \`ps\` and sent SIGKILL to ` +
       `${whole(med('pm2', (r) => r.escalatedHonour))} processes that would have honoured SIGTERM (their SIGTERM came after the grace period).`,

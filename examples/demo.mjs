@@ -71,10 +71,17 @@ line('   Without release() the memory is freed by the victim itself while it exi
 line('   call returns. (RSS in /proc reads 0 as soon as the dying process drops its mm, long before the pages are');
 line('   freed, so it cannot tell the difference: `npm run bench` measures the memory cgroup instead.)');
 for (const useRelease of [false, true]) {
-  const child = spawn(process.execPath, ['-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
     const b = Buffer.alloc(512 * 1024 * 1024, 1); // touched: 512 MiB resident
     process.stdout.write('ready');
-    setInterval(() => b[0]++, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    setInterval(() => b[0]++, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await once(child.stdout, 'data');
   const p = PidFd.fromChild(child);
   const before = rssAnonKiB(p.pid);
@@ -82,8 +89,10 @@ for (const useRelease of [false, true]) {
   p.kill('SIGKILL');
   if (useRelease) {
     const released = p.release();
-    line(`   with release():    ${(before / 1024).toFixed(0)} MiB; release() returned ${released} ${ms(t0)} after the kill` +
-      (released ? ' (memory freed by then)' : ' (the victim was already gone)'));
+    line(
+      `   with release():    ${(before / 1024).toFixed(0)} MiB; release() returned ${released} ${ms(t0)} after the kill` +
+        (released ? ' (memory freed by then)' : ' (the victim was already gone)'),
+    );
   }
   await p.waitExit();
   line(`   ${useRelease ? 'with release():   ' : 'without release():'} process fully exited ${ms(t0)} after the kill`);

@@ -107,13 +107,18 @@ async function round(dir, release) {
   const kills = [];
   lmk.on('pressure', (e) => say(`  episode ${e.episode}: ${e.reason}`));
   lmk.on('reclaim', (e) => {
-    if (e.advised > 0) say(`    reclaim ${byPid.get(e.pid)?.name ?? e.pid}: advised ${mib(e.advised)}, RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)} (no swap: anonymous memory stays)`);
+    if (e.advised > 0)
+      say(
+        `    reclaim ${byPid.get(e.pid)?.name ?? e.pid}: advised ${mib(e.advised)}, RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)} (no swap: anonymous memory stays)`,
+      );
   });
   lmk.on('kill', (e) => {
     const w = byPid.get(e.pid);
     kills.push({ ...e, name: w?.name });
-    say(`    killed ${w?.name ?? e.pid} (oom_score_adj ${e.oomScoreAdj}, PSS ${mib(e.pss)}): dead after ${e.deathMs.toFixed(1)} ms, ` +
-      `${mib(e.bytesFreed)} back after ${e.memoryMs.toFixed(1)} ms${e.released === undefined ? '' : ` (release() returned ${e.released})`}`);
+    say(
+      `    killed ${w?.name ?? e.pid} (oom_score_adj ${e.oomScoreAdj}, PSS ${mib(e.pss)}): dead after ${e.deathMs.toFixed(1)} ms, ` +
+        `${mib(e.bytesFreed)} back after ${e.memoryMs.toFixed(1)} ms${e.released === undefined ? '' : ` (release() returned ${e.released})`}`,
+    );
   });
   lmk.on('error', (err) => say(`    (${err.message})`));
   lmk.start();
@@ -122,9 +127,18 @@ async function round(dir, release) {
   while (kills.length < 3 && Date.now() - t0 < 20_000) await sleep(100);
   await lmk.stop();
   for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => (p.child.exitCode === null && p.child.signalCode === null ? new Promise((r) => p.child.once('exit', r)) : null)));
+  await Promise.all(
+    procs.map((p) =>
+      p.child.exitCode === null && p.child.signalCode === null ? new Promise((r) => p.child.once('exit', r)) : null,
+    ),
+  );
   say(`  kernel OOM kills in the budget so far: ${kernelOomKills(dir)} (the killer acts before the kernel has to)`);
-  say(`  survivors: ${procs.filter((p) => !kills.some((k) => k.pid === p.child.pid)).map((p) => p.name).join(', ')} (db is protected)`);
+  say(
+    `  survivors: ${procs
+      .filter((p) => !kills.some((k) => k.pid === p.child.pid))
+      .map((p) => p.name)
+      .join(', ')} (db is protected)`,
+  );
   return kills;
 }
 
@@ -132,12 +146,17 @@ const avail = readHeadroom().available;
 const budget = Math.min(Number(process.argv[2] ?? 768) * MiB, Math.floor(avail / 4));
 say('pidfd low-memory killer demo');
 say(`budget ${mib(budget)} (a memory cgroup of its own); the killer acts below 25% of it; workers, by importance:`);
-for (const [name, adj, step] of WORKERS) say(`  ${name.padEnd(9)} oom_score_adj ${String(adj).padStart(3)}, grows ${step} MiB every 100 ms${name === 'db' ? ' (protected)' : ''}`);
+for (const [name, adj, step] of WORKERS)
+  say(
+    `  ${name.padEnd(9)} oom_score_adj ${String(adj).padStart(3)}, grows ${step} MiB every 100 ms${name === 'db' ? ' (protected)' : ''}`,
+  );
 let dir;
 try {
   dir = makeBudget(budget);
 } catch (err) {
-  say(`\ncannot create a memory cgroup here (${err.code ?? err.message}): run as root on a machine with cgroup v1 memory or cgroup v2 with the memory controller.`);
+  say(
+    `\ncannot create a memory cgroup here (${err.code ?? err.message}): run as root on a machine with cgroup v1 memory or cgroup v2 with the memory controller.`,
+  );
   process.exit(0);
 }
 if (!dir) {
@@ -153,15 +172,18 @@ process.once('SIGINT', async () => {
 try {
   const withRelease = await round(dir, true);
   const without = await round(dir, false);
-  say('\n--- summary: SIGKILL -> memory back (the budget\'s headroom grew by 80% of the victim\'s PSS) ---');
+  say("\n--- summary: SIGKILL -> memory back (the budget's headroom grew by 80% of the victim's PSS) ---");
   say('  victim     PSS        with release()         without');
   for (let i = 0; i < Math.max(withRelease.length, without.length); i++) {
     const a = withRelease[i];
     const b = without[i];
-    const cell = (k) => (k ? `${k.name.padEnd(9)} ${mib(k.pss).padStart(8)} ${k.memoryMs.toFixed(1).padStart(7)} ms` : '');
+    const cell = (k) =>
+      k ? `${k.name.padEnd(9)} ${mib(k.pss).padStart(8)} ${k.memoryMs.toFixed(1).padStart(7)} ms` : '';
     say(`  ${cell(a).padEnd(34)} ${b ? `${b.name.padEnd(9)} ${b.memoryMs.toFixed(1).padStart(7)} ms` : ''}`);
   }
-  say('\nOn an idle machine a killed process frees its memory about as fast as release() can; release() matters when the');
+  say(
+    '\nOn an idle machine a killed process frees its memory about as fast as release() can; release() matters when the',
+  );
   say('victim cannot run (a busy, starved machine): see the "starved" rows of bench/RESULTS.md (npm run bench).');
 } finally {
   await removeBudget(dir);

@@ -12,14 +12,30 @@ import { ExitWatcher, PidFd, killTree, terminate } from '../dist/index.js';
 
 const ms = (x) => `${x.toFixed(1)} ms`;
 const since = (t0) => ms(performance.now() - t0);
-const how = (exit) => (exit.signal ? `killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}`
-  : 'exited (status unknown until whoever adopted it reaps it)');
+const how = (exit) =>
+  exit.signal
+    ? `killed by ${exit.signal}`
+    : exit.code !== null
+      ? `exited with code ${exit.code}`
+      : 'exited (status unknown until whoever adopted it reaps it)';
 const say = (s = '') => console.log(s);
 
 // Each worker prints "ready" once its signal handling is set up.
 const workers = {
-  polite: [process.execPath, ['-e', "process.on('SIGTERM', () => { console.log('  [polite] SIGTERM: cleaning up, exit 0'); process.exit(0); }); console.log('ready'); setInterval(() => {}, 1000)"]],
-  stubborn: [process.execPath, ['-e', "process.on('SIGTERM', () => console.log('  [stubborn] SIGTERM? no.')); console.log('ready'); setInterval(() => {}, 1000)"]],
+  polite: [
+    process.execPath,
+    [
+      '-e',
+      "process.on('SIGTERM', () => { console.log('  [polite] SIGTERM: cleaning up, exit 0'); process.exit(0); }); console.log('ready'); setInterval(() => {}, 1000)",
+    ],
+  ],
+  stubborn: [
+    process.execPath,
+    [
+      '-e',
+      "process.on('SIGTERM', () => console.log('  [stubborn] SIGTERM? no.')); console.log('ready'); setInterval(() => {}, 1000)",
+    ],
+  ],
   forker: ['sh', ['-c', 'sleep 1000 & sh -c "sleep 1000 & sleep 1000 & wait" & echo ready; wait']],
 };
 
@@ -72,7 +88,9 @@ say();
 say('4. terminate() the stubborn worker with a 500 ms grace: SIGKILL after the grace, then process_mrelease.');
 {
   const r = await terminate(started.stubborn.p, { timeout: 500 });
-  say(`   signals ${r.signals.join(', ')} -> ${how(r.exit)}, escalated: ${r.escalated}, released: ${r.released}, in ${ms(r.elapsedMs)}`);
+  say(
+    `   signals ${r.signals.join(', ')} -> ${how(r.exit)}, escalated: ${r.escalated}, released: ${r.released}, in ${ms(r.elapsedMs)}`,
+  );
 }
 
 say();
@@ -80,7 +98,9 @@ say('5. killTree() the forking worker: stop the tree, walk it, SIGTERM all, wait
 {
   const r = await killTree(started.forker.p, { timeout: 2000 });
   for (const m of r.processes) {
-    say(`   ${String(m.pid).padStart(7)} ${m.parent === null ? 'root     ' : `under ${m.parent}`}  ${m.signals.join(',').padEnd(24)} ${how(m.exit)}`);
+    say(
+      `   ${String(m.pid).padStart(7)} ${m.parent === null ? 'root     ' : `under ${m.parent}`}  ${m.signals.join(',').padEnd(24)} ${how(m.exit)}`,
+    );
   }
   say(`   ${r.processes.length} processes gone in ${ms(r.elapsedMs)}`);
 }

@@ -90,26 +90,31 @@ const PREBUILT = new Set(['x64', 'arm64']);
  */
 export function nativeLoadError(cause: Error, dir: string, arch: string = process.arch, lib = libc()): Error {
   const target = `linux-${arch} (${lib})`;
-  const toolchain = lib === 'musl'
-    ? 'apk add --no-cache g++ make python3 linux-headers'
-    : 'apt-get install g++ make python3 (Debian/Ubuntu) or dnf install gcc-c++ make python3 (Fedora/RHEL)';
+  const toolchain =
+    lib === 'musl'
+      ? 'apk add --no-cache g++ make python3 linux-headers'
+      : 'apt-get install g++ make python3 (Debian/Ubuntu) or dnf install gcc-c++ make python3 (Fedora/RHEL)';
   const inDocker = '(in a Dockerfile: install them before `npm install`)';
   const rebuild = `${toolchain}, then \`npm rebuild pidfd\` ${inDocker}`;
   let what: string;
   if (!/No native build was found/.test(cause.message)) {
-    what = `the native binary for ${target} was found but could not be loaded. Prebuilt binaries need glibc 2.17 or ` +
+    what =
+      `the native binary for ${target} was found but could not be loaded. Prebuilt binaries need glibc 2.17 or ` +
       `later and the libstdc++ of GCC 4.8 or later. Build it from source: ${toolchain}, then ` +
       `\`npm rebuild pidfd --build-from-source\` ${inDocker}.`;
   } else if (lib === 'musl') {
-    what = `no native binary for ${target}. The prebuilt binaries are for glibc (linux-x64, linux-arm64); on musl ` +
+    what =
+      `no native binary for ${target}. The prebuilt binaries are for glibc (linux-x64, linux-arm64); on musl ` +
       `(Alpine) the addon is compiled when the package is installed, and that build did not happen or failed. ` +
       `Install a C++ toolchain and rebuild: ${rebuild}.`;
   } else if (!PREBUILT.has(arch)) {
-    what = `no native binary for ${target}. Prebuilt binaries ship for linux-x64 and linux-arm64; on ${arch} the ` +
+    what =
+      `no native binary for ${target}. Prebuilt binaries ship for linux-x64 and linux-arm64; on ${arch} the ` +
       `addon is compiled when the package is installed, and that build did not happen or failed. Install a C++ ` +
       `toolchain and rebuild: ${rebuild}.`;
   } else {
-    what = `no native binary for ${target}: neither prebuilds/linux-${arch}/ nor build/Release/ in ${dir} has one. ` +
+    what =
+      `no native binary for ${target}: neither prebuilds/linux-${arch}/ nor build/Release/ in ${dir} has one. ` +
       `In a git checkout run \`npm install\` (it compiles the addon); for an installed package reinstall it, or ` +
       `build it: ${rebuild}.`;
   }
@@ -122,8 +127,27 @@ function load(): { native: Native; supported: boolean } {
   if (process.platform !== 'linux') {
     const layout = { maxEvents: 0, slot: 0, refCell: 0 };
     const stub: Record<string, unknown> = { constants: Object.freeze({}), watcherLayout: layout };
-    for (const name of ['open', 'sendSignal', 'getfd', 'waitid', 'info', 'exitStatus', 'madvise', 'mrelease', 'poll', 'close',
-      'openReaped', 'watcherStart', 'watch', 'unwatch', 'watcherRef', 'pollStart', 'pollStop', 'pollRef', 'mlock']) {
+    for (const name of [
+      'open',
+      'sendSignal',
+      'getfd',
+      'waitid',
+      'info',
+      'exitStatus',
+      'madvise',
+      'mrelease',
+      'poll',
+      'close',
+      'openReaped',
+      'watcherStart',
+      'watch',
+      'unwatch',
+      'watcherRef',
+      'pollStart',
+      'pollStop',
+      'pollRef',
+      'mlock',
+    ]) {
       stub[name] = unsupportedPlatform;
     }
     return { native: stub as unknown as Native, supported: false };

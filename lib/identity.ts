@@ -84,7 +84,11 @@ export function parseIdentity(identity: unknown): { boot: string; source: IdSour
   const m = FORMAT.exec(identity.trim());
   const pid = m ? Number(m[4]) : 0;
   if (!m || pid < 1 || pid > 2 ** 22) {
-    throw invalidValue('identity', identity, "is not a process identity (expected 'pidfd1:<boot id>:<ino|start>:<id>:<pid>', from pidfd.identity())");
+    throw invalidValue(
+      'identity',
+      identity,
+      "is not a process identity (expected 'pidfd1:<boot id>:<ino|start>:<id>:<pid>', from pidfd.identity())",
+    );
   }
   return { boot: m[1], source: m[2] as IdSource, id: BigInt(m[3]), pid };
 }

@@ -24,11 +24,26 @@ export type { ProcessView, ProcStat } from './procfs';
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
 export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
 export type {
-  Candidate, CandidateSource, KillerPsiOptions, LockResult, LowMemoryKillerEvents, LowMemoryKillerOptions,
-  MemoryHeadroom, PressureStartEvent, ReclaimEvent, RecoveredEvent, TrimEvent, KillEvent,
+  Candidate,
+  CandidateSource,
+  KillerPsiOptions,
+  LockResult,
+  LowMemoryKillerEvents,
+  LowMemoryKillerOptions,
+  MemoryHeadroom,
+  PressureStartEvent,
+  ReclaimEvent,
+  RecoveredEvent,
+  TrimEvent,
+  KillEvent,
 } from './lmk';
 export type {
-  Pressure, PressureLine, PressureResource, PressureEvent, ReadPressureOptions, WatchPressureOptions,
+  Pressure,
+  PressureLine,
+  PressureResource,
+  PressureEvent,
+  ReadPressureOptions,
+  WatchPressureOptions,
 } from './pressure';
 
 // Process-manager toolkit: terminate with escalation, race-free tree kill, exit watching.

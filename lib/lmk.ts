@@ -19,9 +19,7 @@ import { PidFd } from './pidfd';
 import { childrenByScan, parseStat, readChecked, readMeminfo, readSelf } from './procfs';
 import { PressureEvent, PressureResource, PressureWatcher, watchPressure, WatchPressureOptions } from './pressure';
 import { toSignalNumber } from './signals';
-import {
-  invalidType, invalidValue, outOfRange, validateBoolean, validateObject, validateTimeout,
-} from './validate';
+import { invalidType, invalidValue, outOfRange, validateBoolean, validateObject, validateTimeout } from './validate';
 
 /**
  * A process the killer may act on, with what it knows of it at listing time.
@@ -52,9 +50,7 @@ export interface Candidate {
  * const lmk = new LowMemoryKiller({ candidates: source, minAvailable: '10%' });
  */
 export type CandidateSource =
-  | (() => Iterable<number | PidFd> | Promise<Iterable<number | PidFd>>)
-  | { cgroup: string }
-  | { childrenOf: number };
+  (() => Iterable<number | PidFd> | Promise<Iterable<number | PidFd>>) | { cgroup: string } | { childrenOf: number };
 
 /**
  * PSI as a trigger of the killer: `watchPressure`'s options, with `resource` defaulting to `'memory'`.
@@ -253,11 +249,18 @@ const sleep = (ms: number, ref: boolean): Promise<void> =>
 export function readHeadroom(cgroup?: string): MemoryHeadroom {
   if (cgroup === undefined) {
     const m = readMeminfo();
-    return { available: m.get('MemAvailable') ?? m.get('MemFree') ?? 0, total: m.get('MemTotal') ?? 0, source: 'meminfo' };
+    return {
+      available: m.get('MemAvailable') ?? m.get('MemFree') ?? 0,
+      total: m.get('MemTotal') ?? 0,
+      source: 'meminfo',
+    };
   }
   const cg = readMemoryCgroup(cgroup);
   if (cg === undefined) {
-    throw codedError('ERR_PIDFD_NO_MEMORY_CGROUP', `${cgroup} is not a memory cgroup (no memory.usage_in_bytes or memory.current)`);
+    throw codedError(
+      'ERR_PIDFD_NO_MEMORY_CGROUP',
+      `${cgroup} is not a memory cgroup (no memory.usage_in_bytes or memory.current)`,
+    );
   }
   const memTotal = readMeminfo().get('MemTotal') ?? Infinity;
   const lim = cg.limit === undefined ? memTotal : Math.min(cg.limit, memTotal);
@@ -352,17 +355,21 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (options === undefined) throw invalidType('options', 'of type object', options);
     const src = options.candidates;
     if (typeof src !== 'function') {
-      if (src === null || typeof src !== 'object') throw invalidType('options.candidates', 'a function or { cgroup } or { childrenOf }', src);
+      if (src === null || typeof src !== 'object')
+        throw invalidType('options.candidates', 'a function or { cgroup } or { childrenOf }', src);
       if ('cgroup' in src) {
-        if (typeof src.cgroup !== 'string') throw invalidType('options.candidates.cgroup', 'of type string', src.cgroup);
+        if (typeof src.cgroup !== 'string')
+          throw invalidType('options.candidates.cgroup', 'of type string', src.cgroup);
       } else if ('childrenOf' in src) {
         const p = src.childrenOf;
-        if (typeof p !== 'number' || !Number.isInteger(p) || p < 1) throw outOfRange('options.candidates.childrenOf', 'a pid', p);
+        if (typeof p !== 'number' || !Number.isInteger(p) || p < 1)
+          throw outOfRange('options.candidates.childrenOf', 'a pid', p);
       } else {
         throw invalidValue('options.candidates', src, 'must be a function, { cgroup } or { childrenOf }');
       }
     }
-    if (options.rank !== undefined && typeof options.rank !== 'function') throw invalidType('options.rank', 'a function', options.rank);
+    if (options.rank !== undefined && typeof options.rank !== 'function')
+      throw invalidType('options.rank', 'a function', options.rank);
     const pr = options.protect;
     if (pr !== undefined && typeof pr !== 'function' && !(Array.isArray(pr) && pr.every((x) => Number.isInteger(x)))) {
       throw invalidType('options.protect', 'an array of pids or a function', pr);
@@ -513,13 +520,19 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
         const oomScoreAdj = Number(readChecked(pidfd, 'oom_score_adj').trim());
         const comm = readChecked(pidfd, 'comm').trim();
         const c: Candidate = { pid: pidfd.pid, pidfd, comm, oomScoreAdj, memory, protected: false };
-        c.protected = Array.isArray(protect) ? protect.includes(c.pid) : typeof protect === 'function' ? protect(c) === true : false;
+        c.protected = Array.isArray(protect)
+          ? protect.includes(c.pid)
+          : typeof protect === 'function'
+            ? protect(c) === true
+            : false;
         out.push(c);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
     }
-    const rank = this.options.rank ?? ((a: Candidate, b: Candidate) => b.oomScoreAdj - a.oomScoreAdj || b.memory.pss - a.memory.pss);
+    const rank =
+      this.options.rank ??
+      ((a: Candidate, b: Candidate) => b.oomScoreAdj - a.oomScoreAdj || b.memory.pss - a.memory.pss);
     return out.sort(rank);
   }
 
@@ -616,7 +629,11 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       const psiOk = hasPsi && !this.#psiRecent();
       if (memOk || psiOk) {
         this.#pressured = false;
-        this.emit('recovered', { episode: this.#episode, available: m.available, total: m.total } satisfies RecoveredEvent);
+        this.emit('recovered', {
+          episode: this.#episode,
+          available: m.available,
+          total: m.total,
+        } satisfies RecoveredEvent);
       }
     }
     return { low: this.#pressured && memLow && psiLow, m, threshold, reason: reasons.join(', ') };
@@ -627,11 +644,22 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (!s.low) return;
     const episode = ++this.#episode;
     this.emit('pressure', {
-      episode, reason: s.reason, available: s.m.available, total: s.m.total, threshold: s.threshold, psi: this.#lastPsi,
+      episode,
+      reason: s.reason,
+      available: s.m.available,
+      total: s.m.total,
+      threshold: s.threshold,
+      psi: this.#lastPsi,
     } satisfies PressureStartEvent);
     let ranked = (await this.candidates()).filter((c) => !c.protected);
     if (ranked.length === 0) {
-      this.emit('error', codedError('ERR_PIDFD_LMK_NO_CANDIDATE', `Episode ${episode}: under pressure (${s.reason}) but no candidate to act on`));
+      this.emit(
+        'error',
+        codedError(
+          'ERR_PIDFD_LMK_NO_CANDIDATE',
+          `Episode ${episode}: under pressure (${s.reason}) but no candidate to act on`,
+        ),
+      );
       return;
     }
 
@@ -641,12 +669,28 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       const count = rc?.count ?? ranked.length;
       for (const c of ranked.slice(0, count)) {
         if (this.#dryRun) {
-          this.emit('reclaim', { episode, pid: c.pid, comm: c.comm, advised: 0, rssBefore: c.memory.rss, rssAfter: c.memory.rss, dryRun: true } satisfies ReclaimEvent);
+          this.emit('reclaim', {
+            episode,
+            pid: c.pid,
+            comm: c.comm,
+            advised: 0,
+            rssBefore: c.memory.rss,
+            rssAfter: c.memory.rss,
+            dryRun: true,
+          } satisfies ReclaimEvent);
           continue;
         }
         try {
           const r = c.pidfd.reclaim({ advice: rc?.advice ?? 'pageout' });
-          this.emit('reclaim', { episode, pid: c.pid, comm: c.comm, advised: r.advised, rssBefore: r.rssBefore, rssAfter: r.rssAfter, dryRun: false } satisfies ReclaimEvent);
+          this.emit('reclaim', {
+            episode,
+            pid: c.pid,
+            comm: c.comm,
+            advised: r.advised,
+            rssBefore: r.rssBefore,
+            rssAfter: r.rssAfter,
+            dryRun: false,
+          } satisfies ReclaimEvent);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ESRCH') this.emit('error', err as Error);
         }
@@ -663,7 +707,8 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (trim !== undefined && (trim.signal !== undefined || trim.callback !== undefined)) {
       const deadline = trim.deadline ?? 1000;
       if (this.#dryRun) {
-        for (const c of ranked) this.emit('trim', { episode, pid: c.pid, comm: c.comm, freed: 0, dryRun: true } satisfies TrimEvent);
+        for (const c of ranked)
+          this.emit('trim', { episode, pid: c.pid, comm: c.comm, freed: 0, dryRun: true } satisfies TrimEvent);
       } else {
         const ac = new AbortController();
         const asked: Candidate[] = [];
@@ -672,7 +717,12 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
           try {
             if (trim.signal !== undefined && !c.pidfd.kill(trim.signal)) continue;
             asked.push(c);
-            if (trim.callback) calls.push(Promise.resolve().then(() => trim.callback!(c, ac.signal)).catch((err: unknown) => this.emit('error', toError(err))));
+            if (trim.callback)
+              calls.push(
+                Promise.resolve()
+                  .then(() => trim.callback!(c, ac.signal))
+                  .catch((err: unknown) => this.emit('error', toError(err))),
+              );
           } catch (err) {
             this.emit('error', err as Error);
           }
@@ -693,7 +743,13 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
           } catch {
             after = 0; // it exited: all of it is back
           }
-          this.emit('trim', { episode, pid: c.pid, comm: c.comm, freed: c.memory.pss - after, dryRun: false } satisfies TrimEvent);
+          this.emit('trim', {
+            episode,
+            pid: c.pid,
+            comm: c.comm,
+            freed: c.memory.pss - after,
+            dryRun: false,
+          } satisfies TrimEvent);
         }
         s = this.#measure();
         if (!s.low) return;
@@ -709,10 +765,24 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   async #kill(episode: number, v: Candidate, reason: string, before: MemoryHeadroom): Promise<void> {
     if (v.pid === process.pid || v.pid === 1) return; // never; #list already leaves them out
     const base: Omit<KillEvent, 'bytesFreed' | 'deathMs' | 'memoryMs' | 'regained' | 'released' | 'dryRun'> = {
-      episode, pid: v.pid, comm: v.comm, reason, oomScoreAdj: v.oomScoreAdj, pss: v.memory.pss, rss: v.memory.rss,
+      episode,
+      pid: v.pid,
+      comm: v.comm,
+      reason,
+      oomScoreAdj: v.oomScoreAdj,
+      pss: v.memory.pss,
+      rss: v.memory.rss,
     };
     if (this.#dryRun) {
-      this.emit('kill', { ...base, bytesFreed: 0, deathMs: 0, memoryMs: 0, regained: false, released: undefined, dryRun: true } satisfies KillEvent);
+      this.emit('kill', {
+        ...base,
+        bytesFreed: 0,
+        deathMs: 0,
+        memoryMs: 0,
+        regained: false,
+        released: undefined,
+        dryRun: true,
+      } satisfies KillEvent);
       return;
     }
     const t0 = performance.now();
@@ -744,7 +814,13 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       this.#listed.delete(v.pid);
     }
     this.emit('kill', {
-      ...base, bytesFreed: now.available - before.available, deathMs, memoryMs, regained: now.available >= want, released, dryRun: false,
+      ...base,
+      bytesFreed: now.available - before.available,
+      deathMs,
+      memoryMs,
+      regained: now.available >= want,
+      released,
+      dryRun: false,
     } satisfies KillEvent);
     // PSI seen so far describes the time before this kill: the next PSI-driven decision needs a whole new window.
     this.#psiUntil = -Infinity;

@@ -50,10 +50,12 @@ function toRanges(ranges: unknown, pageSize: bigint): [bigint, bigint][] {
     const { address, length } = r as Record<string, unknown>;
     if (typeof address !== 'bigint') throw invalidType(`${name}.address`, 'of type bigint', address);
     if (address < 0n || address >= U64_END) throw outOfRange(`${name}.address`, '>= 0n and < 2n ** 64n', address);
-    if (address % pageSize !== 0n) throw invalidValue(`${name}.address`, address, `must be a multiple of the page size (${pageSize})`);
+    if (address % pageSize !== 0n)
+      throw invalidValue(`${name}.address`, address, `must be a multiple of the page size (${pageSize})`);
     let len: bigint;
     if (typeof length === 'number') {
-      if (!Number.isSafeInteger(length) || length < 0) throw outOfRange(`${name}.length`, 'a safe integer >= 0', length);
+      if (!Number.isSafeInteger(length) || length < 0)
+        throw outOfRange(`${name}.length`, 'a safe integer >= 0', length);
       len = BigInt(length);
     } else if (typeof length === 'bigint') {
       if (length < 0n) throw outOfRange(`${name}.length`, '>= 0n', length);
@@ -97,7 +99,7 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
   while (i < list.length) {
     const batch: bigint[] = [];
     let bytes = 0n;
-    for (let j = i, o = off; j < list.length && batch.length < 2 * C.UIO_MAXIOV; ) {
+    for (let j = i, o = off; j < list.length && batch.length < 2 * C.UIO_MAXIOV;) {
       const [addr, len] = list[j];
       const piece = len - o < cap ? len - o : cap;
       if (bytes + piece > cap) break;
@@ -111,7 +113,10 @@ export function adviseRanges(fd: number, advice: unknown, ranges: unknown): numb
     }
     const r = native.madvise(fd, BigUint64Array.from(batch), madv);
     if (r < 0) {
-      const hint = r === -E.EINVAL && advice === 'collapse' ? 'MADV_COLLAPSE needs Linux 6.1 and transparent huge pages' : undefined;
+      const hint =
+        r === -E.EINVAL && advice === 'collapse'
+          ? 'MADV_COLLAPSE needs Linux 6.1 and transparent huge pages'
+          : undefined;
       throw Object.assign(callError('processMadvise', r, 'process_madvise', hint), { bytesAdvised: Number(advised) });
     }
     // Skip what the kernel finished; a range it stopped inside of continues from where it stopped.

@@ -148,7 +148,12 @@ function fromStatus(status: string): MemoryInfo | undefined {
   const anon = s.get('RssAnon');
   if (rss === undefined || anon === undefined) return undefined; // before Linux 4.5, or a kernel thread
   return {
-    rss, pss: rss, anon, file: s.get('RssFile') ?? 0, shmem: s.get('RssShmem') ?? 0, swap: s.get('VmSwap') ?? 0,
+    rss,
+    pss: rss,
+    anon,
+    file: s.get('RssFile') ?? 0,
+    shmem: s.get('RssShmem') ?? 0,
+    swap: s.get('VmSwap') ?? 0,
     source: 'status',
   };
 }
@@ -172,7 +177,8 @@ export function readMemory(p: ProcessHandle, source: MemoryInfo['source'] = 'sma
     }
     if (rollup !== undefined) {
       // A kernel thread (no mm) reads back empty: no Rss line.
-      if (!/^Rss:/m.test(rollup)) return { rss: 0, pss: 0, anon: 0, file: 0, shmem: 0, swap: 0, source: 'smaps_rollup' };
+      if (!/^Rss:/m.test(rollup))
+        return { rss: 0, pss: 0, anon: 0, file: 0, shmem: 0, swap: 0, source: 'smaps_rollup' };
       return fromRollup(rollup, readChecked(p, 'status'));
     }
   }
@@ -245,7 +251,8 @@ function toPlan(options: unknown): Plan {
   validateObject(options, 'options');
   const o = (options ?? {}) as ReclaimOptions;
   const advice = o.advice ?? 'pageout';
-  if (advice !== 'pageout' && advice !== 'cold') throw invalidValue('options.advice', advice, "must be 'pageout' or 'cold'");
+  if (advice !== 'pageout' && advice !== 'cold')
+    throw invalidValue('options.advice', advice, "must be 'pageout' or 'cold'");
   let kinds = new Set<MappingKind>(KINDS);
   if (o.kinds !== undefined) {
     if (!Array.isArray(o.kinds)) throw invalidType('options.kinds', 'an array of mapping kinds', o.kinds);
@@ -256,7 +263,8 @@ function toPlan(options: unknown): Plan {
     }
     kinds = new Set((o.kinds as MappingKind[]).filter((k) => k !== 'special'));
   }
-  if (o.filter !== undefined && typeof o.filter !== 'function') throw invalidType('options.filter', 'a function', o.filter);
+  if (o.filter !== undefined && typeof o.filter !== 'function')
+    throw invalidType('options.filter', 'a function', o.filter);
   return { advice, kinds, filter: o.filter };
 }
 
@@ -276,7 +284,11 @@ export function reclaim(p: ProcessHandle, options?: ReclaimOptions): ReclaimResu
     } catch (err) {
       const e = err as SystemError & { bytesAdvised?: number };
       // ENOMEM: part of a range is no longer mapped; EFAULT/EINVAL: what is mapped there now refuses the advice.
-      if (e.syscall !== 'process_madvise' || !['ENOMEM', 'EFAULT', 'EINVAL'].includes(e.code) || retries === MAX_RETRIES) {
+      if (
+        e.syscall !== 'process_madvise' ||
+        !['ENOMEM', 'EFAULT', 'EINVAL'].includes(e.code) ||
+        retries === MAX_RETRIES
+      ) {
         if (e.code === 'ESRCH' || p.exited) throw goneError(p.pid, 'maps');
         throw err;
       }
@@ -302,6 +314,12 @@ export function reclaim(p: ProcessHandle, options?: ReclaimOptions): ReclaimResu
   const after = choose(readMaps(p), plan, 0n);
   if (!sameRanges(first, after)) changed = true;
   return {
-    advice: plan.advice, advised, rssBefore, rssAfter: readMemory(p).rss, ranges: first.length, mapsChanged: changed, retries,
+    advice: plan.advice,
+    advised,
+    rssBefore,
+    rssAfter: readMemory(p).rss,
+    ranges: first.length,
+    mapsChanged: changed,
+    retries,
   };
 }

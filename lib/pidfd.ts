@@ -5,10 +5,24 @@ import { abortReason, closedError, codedError, E, timeoutError } from './errors'
 import { decodeWaitStatus, ExitInfo, exitFrom, ExitStatus, readExit } from './exit';
 import { adoptWith, formatIdentity, idSource, readId } from './identity';
 import { adviseRanges, Advice, MemoryRange } from './madvise';
-import { Mapping, MemoryInfo, readMaps, readMemory, reclaim as reclaimMemory, ReclaimOptions, ReclaimResult } from './memory';
+import {
+  Mapping,
+  MemoryInfo,
+  readMaps,
+  readMemory,
+  reclaim as reclaimMemory,
+  ReclaimOptions,
+  ReclaimResult,
+} from './memory';
 import { toSignalNumber } from './signals';
 import {
-  invalidType, invalidValue, validateAbortSignal, validateBoolean, validateInteger, validateObject, validateTimeout,
+  invalidType,
+  invalidValue,
+  validateAbortSignal,
+  validateBoolean,
+  validateInteger,
+  validateObject,
+  validateTimeout,
 } from './validate';
 import * as watcher from './watcher';
 
@@ -134,7 +148,11 @@ export class PidFd {
   /** @internal Use `PidFd.open` or `PidFd.fromChild`. */
   constructor(secret?: unknown, fd?: number, pid?: number, child?: ChildProcess) {
     if (secret !== constructing) {
-      throw codedError('ERR_ILLEGAL_CONSTRUCTOR', 'Illegal constructor: use PidFd.open() or PidFd.fromChild()', TypeError);
+      throw codedError(
+        'ERR_ILLEGAL_CONSTRUCTOR',
+        'Illegal constructor: use PidFd.open() or PidFd.fromChild()',
+        TypeError,
+      );
     }
     this.#fd = fd as number;
     this.#pid = pid as number;
@@ -532,7 +550,14 @@ export class PidFd {
     if (r.mask & C.PIDFD_INFO_PID) Object.assign(out, { pid: r.pid, tgid: r.tgid, ppid: r.ppid });
     if (r.mask & C.PIDFD_INFO_CREDS) {
       Object.assign(out, {
-        ruid: r.ruid, rgid: r.rgid, euid: r.euid, egid: r.egid, suid: r.suid, sgid: r.sgid, fsuid: r.fsuid, fsgid: r.fsgid,
+        ruid: r.ruid,
+        rgid: r.rgid,
+        euid: r.euid,
+        egid: r.egid,
+        suid: r.suid,
+        sgid: r.sgid,
+        fsuid: r.fsuid,
+        fsgid: r.fsgid,
       });
     }
     if (r.mask & C.PIDFD_INFO_CGROUPID) out.cgroupId = r.cgroupid;

@@ -19,7 +19,12 @@ import { codedError, outOfResource, systemError, unsupported } from './errors';
 import { EventIterators } from './event-iterator';
 import { requireLoop, threadPath } from './runtime';
 import {
-  invalidType, invalidValue, outOfRange, validateAbortSignal, validateBoolean, validateObject,
+  invalidType,
+  invalidValue,
+  outOfRange,
+  validateAbortSignal,
+  validateBoolean,
+  validateObject,
 } from './validate';
 
 /**
@@ -129,7 +134,8 @@ const PSI_TICK_MS = 2000;
 
 function validateResource(resource: unknown): asserts resource is PressureResource {
   if (typeof resource !== 'string') throw invalidType('resource', 'of type string', resource);
-  if (!RESOURCES.includes(resource as PressureResource)) throw invalidValue('resource', resource, "must be 'memory', 'cpu' or 'io'");
+  if (!RESOURCES.includes(resource as PressureResource))
+    throw invalidValue('resource', resource, "must be 'memory', 'cpu' or 'io'");
 }
 
 function pressurePath(resource: PressureResource, cgroup: string | undefined): string {
@@ -137,9 +143,16 @@ function pressurePath(resource: PressureResource, cgroup: string | undefined): s
 }
 
 function parseLine(line: string): PressureLine {
-  const f = new Map(line.split(' ').slice(1).map((kv) => kv.split('=', 2) as [string, string]));
+  const f = new Map(
+    line
+      .split(' ')
+      .slice(1)
+      .map((kv) => kv.split('=', 2) as [string, string]),
+  );
   return {
-    avg10: Number(f.get('avg10')), avg60: Number(f.get('avg60')), avg300: Number(f.get('avg300')),
+    avg10: Number(f.get('avg10')),
+    avg60: Number(f.get('avg60')),
+    avg300: Number(f.get('avg300')),
     total: Number(f.get('total')),
   };
 }
@@ -151,7 +164,8 @@ export function parsePressure(text: string): Pressure {
     if (line.startsWith('some ')) out.some = parseLine(line);
     else if (line.startsWith('full ')) out.full = parseLine(line);
   }
-  if (out.some === undefined) throw codedError('ERR_PIDFD_PROC_FORMAT', `not a pressure file: ${JSON.stringify(text.slice(0, 80))}`);
+  if (out.some === undefined)
+    throw codedError('ERR_PIDFD_PROC_FORMAT', `not a pressure file: ${JSON.stringify(text.slice(0, 80))}`);
   return out as Pressure;
 }
 
@@ -244,9 +258,11 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     validateMs(options.window, 'options.window', MIN_WINDOW, MAX_WINDOW);
     validateMs(options.threshold, 'options.threshold', 1, options.window);
     const mode = options.mode ?? 'auto';
-    if (mode !== 'auto' && mode !== 'trigger' && mode !== 'poll') throw invalidValue('options.mode', mode, "must be 'auto', 'trigger' or 'poll'");
+    if (mode !== 'auto' && mode !== 'trigger' && mode !== 'poll')
+      throw invalidValue('options.mode', mode, "must be 'auto', 'trigger' or 'poll'");
     if (options.interval !== undefined) validateMs(options.interval, 'options.interval', 10, options.window);
-    if (options.cgroup !== undefined && typeof options.cgroup !== 'string') throw invalidType('options.cgroup', 'of type string', options.cgroup);
+    if (options.cgroup !== undefined && typeof options.cgroup !== 'string')
+      throw invalidType('options.cgroup', 'of type string', options.cgroup);
     validateBoolean(options.ref, 'options.ref');
     validateAbortSignal(options.signal, 'options.signal');
     this.resource = options.resource;
@@ -295,9 +311,10 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
       closeSync(fd);
       const e = err as NodeJS.ErrnoException;
       if (outOfResource(e.code)) throw e;
-      const hint = e.code === 'EINVAL' && this.window % 2000 !== 0
-        ? ' (without CAP_SYS_RESOURCE the window must be 2, 4, 6, 8 or 10 s)'
-        : '';
+      const hint =
+        e.code === 'EINVAL' && this.window % 2000 !== 0
+          ? ' (without CAP_SYS_RESOURCE the window must be 2, 4, 6, 8 or 10 s)'
+          : '';
       return `writing the trigger ${JSON.stringify(trigger)} failed with ${e.code}${hint}`;
     }
     const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll, threadPath);
@@ -347,8 +364,15 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   #emitEvent(now: Sample, v: { stall: number; span: number }): void {
     this.#lastEvent = now[0];
     const event: PressureEvent = {
-      resource: this.resource, kind: this.kind, mode: this.mode, stall: v.stall, span: v.span,
-      threshold: this.threshold, window: this.window, total: now[1], time: Date.now(),
+      resource: this.resource,
+      kind: this.kind,
+      mode: this.mode,
+      stall: v.stall,
+      span: v.span,
+      threshold: this.threshold,
+      window: this.window,
+      total: now[1],
+      time: Date.now(),
     };
     this.#iters.push(event);
     this.emit('pressure', event);
@@ -357,8 +381,12 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
   #onPoll = (status: number, events: number): void => {
     if (this.#closed) return;
     if (status < 0) {
-      return this.#fail(codedError('ERR_PIDFD_PSI_TRIGGER',
-        `The PSI trigger on ${this.path} reported an error (${systemError(status, 'epoll').code}): the file or its cgroup is gone`));
+      return this.#fail(
+        codedError(
+          'ERR_PIDFD_PSI_TRIGGER',
+          `The PSI trigger on ${this.path} reported an error (${systemError(status, 'epoll').code}): the file or its cgroup is gone`,
+        ),
+      );
     }
     if ((events & C.UV_PRIORITIZED) === 0) return;
     try {

@@ -96,7 +96,11 @@ export function parseStat(text: string): ProcStat {
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // f[0] is field 3 (state), so field n is f[n - 3].
   return {
-    state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), flags: Number(f[6]),
+    state: f[0],
+    ppid: Number(f[1]),
+    pgid: Number(f[2]),
+    sid: Number(f[3]),
+    flags: Number(f[6]),
     startTime: BigInt(f[19]),
   };
 }
@@ -122,12 +126,18 @@ export function parseStatm(text: string): { size: number; resident: number; shar
 
 /** The cgroup v2 path in /proc/<pid>/cgroup (its "0::" line), if it has one. */
 export function parseCgroupV2(text: string): string | undefined {
-  return text.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
+  return text
+    .split('\n')
+    .find((l) => l.startsWith('0::'))
+    ?.slice(3);
 }
 
 /** A list of pids separated by spaces or newlines (task/<tid>/children, cgroup.procs). */
 export function parsePids(text: string): number[] {
-  return text.split(/\s+/).filter((w) => w !== '').map(Number);
+  return text
+    .split(/\s+/)
+    .filter((w) => w !== '')
+    .map(Number);
 }
 
 /** /proc/meminfo's kB fields, in bytes. */

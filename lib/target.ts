@@ -7,7 +7,12 @@ import { PidFd } from './pidfd';
 import { parseStat, readChecked } from './procfs';
 import { toSignalNumber } from './signals';
 import {
-  invalidType, validateAbortSignal, validateBoolean, validateInteger, validateObject, validateTimeout,
+  invalidType,
+  validateAbortSignal,
+  validateBoolean,
+  validateInteger,
+  validateObject,
+  validateTimeout,
 } from './validate';
 
 /**
@@ -41,7 +46,13 @@ export interface TerminateOptions {
   abortSignal?: AbortSignal;
 }
 
-const DEFAULTS = { signal: 'SIGTERM' as NodeJS.Signals | number, timeout: 5000, killSignal: 'SIGKILL' as NodeJS.Signals | number | false, killTimeout: 5000, release: true };
+const DEFAULTS = {
+  signal: 'SIGTERM' as NodeJS.Signals | number,
+  timeout: 5000,
+  killSignal: 'SIGKILL' as NodeJS.Signals | number | false,
+  killTimeout: 5000,
+  release: true,
+};
 
 /** Validated options with defaults (shared with killTree). */
 export interface Resolved {
@@ -63,7 +74,14 @@ export function resolveOptions(options: TerminateOptions | undefined): Resolved 
   validateTimeout(o.killTimeout, 'options.killTimeout');
   validateBoolean(o.release, 'options.release');
   validateAbortSignal(options?.abortSignal, 'options.abortSignal');
-  return { signal, timeout: o.timeout, killSignal, killTimeout: o.killTimeout, release: o.release, abortSignal: options?.abortSignal };
+  return {
+    signal,
+    timeout: o.timeout,
+    killSignal,
+    killTimeout: o.killTimeout,
+    release: o.release,
+    abortSignal: options?.abortSignal,
+  };
 }
 
 function stripUndefined<T extends object>(o: T | undefined): Partial<T> {
@@ -76,9 +94,7 @@ function stripUndefined<T extends object>(o: T | undefined): Partial<T> {
  * Opens the target. `owned` says whether the PidFd is ours to close. `gone` when the target had already exited
  * and cannot be opened any more (a pid with no process, a ChildProcess Node has reaped).
  */
-export function openTarget(target: Target, name = 'target'):
-  | { p: PidFd; owned: boolean }
-  | { gone: ExitInfo } {
+export function openTarget(target: Target, name = 'target'): { p: PidFd; owned: boolean } | { gone: ExitInfo } {
   if (target instanceof PidFd) return { p: target, owned: false };
   if (target instanceof ChildProcess) {
     if (typeof target.pid === 'number' && (target.exitCode !== null || target.signalCode !== null)) {

@@ -53,7 +53,14 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
   if (o.abortSignal?.aborted) throw abortReason(o.abortSignal);
   const opened = openTarget(target);
   if ('gone' in opened) {
-    return { pid: opened.gone.pid, exit: opened.gone, escalated: false, released: false, signals: [], elapsedMs: performance.now() - t0 };
+    return {
+      pid: opened.gone.pid,
+      exit: opened.gone,
+      escalated: false,
+      released: false,
+      signals: [],
+      elapsedMs: performance.now() - t0,
+    };
   }
   const { p, owned } = opened;
   const signals: string[] = [];
@@ -76,9 +83,13 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
     }
     if (exit === undefined) {
       if (o.killSignal === false) {
-        throw stillRunning(`process ${p.pid} is still running ${o.timeout} ms after ${signalName(o.signal)} (killSignal: false)`, {
-          pid: p.pid, signals,
-        });
+        throw stillRunning(
+          `process ${p.pid} is still running ${o.timeout} ms after ${signalName(o.signal)} (killSignal: false)`,
+          {
+            pid: p.pid,
+            signals,
+          },
+        );
       }
       // The timer may fire in the same loop turn in which the process exited: kill() then sees the exit through
       // the pidfd and sends nothing, so escalated stays false and no one else can be hit.
@@ -92,7 +103,12 @@ export async function terminate(target: Target, options?: TerminateOptions): Pro
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw err;
         const state = statUnchecked(p.pid)?.state; // for the message only
-        const why = state === 'D' ? ' (it is in uninterruptible sleep, state D: waiting in the kernel, e.g. on I/O or a frozen cgroup)' : state ? ` (state ${state})` : '';
+        const why =
+          state === 'D'
+            ? ' (it is in uninterruptible sleep, state D: waiting in the kernel, e.g. on I/O or a frozen cgroup)'
+            : state
+              ? ` (state ${state})`
+              : '';
         throw stillRunning(
           `process ${p.pid} has not exited ${o.killTimeout} ms after ${signalName(o.killSignal)}${why}`,
           { pid: p.pid, signals, state },

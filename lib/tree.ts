@@ -39,11 +39,25 @@ import { abortReason, E } from './errors';
 import { ExitInfo } from './exit';
 import { PidFd } from './pidfd';
 import {
-  childrenByScan, hasChildrenFiles, listChildren, listPids, parseStat, ProcStat, readChecked, statUnchecked,
+  childrenByScan,
+  hasChildrenFiles,
+  listChildren,
+  listPids,
+  parseStat,
+  ProcStat,
+  readChecked,
+  statUnchecked,
 } from './procfs';
 import { SIGCONT, SIGKILL, SIGSTOP, signalName } from './signals';
 import {
-  isStopped, openTarget, Resolved, resolveOptions, stillRunning, Target, TerminateOptions, tryRelease,
+  isStopped,
+  openTarget,
+  Resolved,
+  resolveOptions,
+  stillRunning,
+  Target,
+  TerminateOptions,
+  tryRelease,
 } from './target';
 import { invalidType, invalidValue, validateBoolean } from './validate';
 
@@ -145,7 +159,11 @@ class Member {
   stopped = false; // we sent SIGSTOP and have not continued it yet
   exit: ExitInfo | undefined;
   done!: Promise<ExitInfo>;
-  constructor(readonly p: PidFd, readonly owned: boolean, readonly parent: number | null) {}
+  constructor(
+    readonly p: PidFd,
+    readonly owned: boolean,
+    readonly parent: number | null,
+  ) {}
 
   send(signo: number): boolean {
     if (this.exit !== undefined) return false;
@@ -191,8 +209,13 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
   if ('gone' in opened) {
     const exit = opened.gone;
     return {
-      root: exit.pid, processes: includeRoot ? [{ pid: exit.pid, parent: null, exit, escalated: false, released: false, signals: [] }] : [],
-      escalated: false, cgroupKilled: false, elapsedMs: performance.now() - t0,
+      root: exit.pid,
+      processes: includeRoot
+        ? [{ pid: exit.pid, parent: null, exit, escalated: false, released: false, signals: [] }]
+        : [],
+      escalated: false,
+      cgroupKilled: false,
+      elapsedMs: performance.now() - t0,
     };
   }
   const tree = new Tree(opened.p, opened.owned, includeRoot, o.signal, o.abortSignal);
@@ -215,8 +238,13 @@ class Tree {
   wake: (() => void) | undefined;
   cgroup: { dir: string; path: string } | undefined;
 
-  constructor(root: PidFd, owned: boolean, readonly includeRoot: boolean, readonly politeSignal: number,
-    readonly abortSignal: AbortSignal | undefined) {
+  constructor(
+    root: PidFd,
+    owned: boolean,
+    readonly includeRoot: boolean,
+    readonly politeSignal: number,
+    readonly abortSignal: AbortSignal | undefined,
+  ) {
     setMaxListeners(0, this.aborter.signal); // one listener per member, by design
     this.rootMember = this.add(root, owned, null, includeRoot);
   }
@@ -425,8 +453,11 @@ class Tree {
     });
     if (!allGone) {
       if (o.killSignal === false) {
-        throw stillRunning(`${this.alive} process(es) of the tree of ${this.rootMember.p.pid} still running ${o.timeout} ms after ` +
-          `${signalName(o.signal)} (killSignal: false)`, { pids: [...this.targets()].map((m) => m.p.pid) });
+        throw stillRunning(
+          `${this.alive} process(es) of the tree of ${this.rootMember.p.pid} still running ${o.timeout} ms after ` +
+            `${signalName(o.signal)} (killSignal: false)`,
+          { pids: [...this.targets()].map((m) => m.p.pid) },
+        );
       }
       // 4. Escalate: stop and walk again (handlers may have forked), then the kill signal to everyone left.
       this.freeze();
@@ -447,9 +478,15 @@ class Tree {
       allGone = await this.watch(o.killTimeout, kill);
       if (!allGone) {
         const left = [...this.targets()];
-        const states = left.map((m) => `${m.p.pid}${(statUnchecked(m.p.pid)?.state ?? '?') === 'D' ? ' (state D: uninterruptible sleep)' : ''}`);
-        throw stillRunning(`${left.length} process(es) of the tree of ${this.rootMember.p.pid} have not exited ` +
-          `${o.killTimeout} ms after ${signalName(o.killSignal)}: ${states.join(', ')}`, { pids: left.map((m) => m.p.pid) });
+        const states = left.map(
+          (m) =>
+            `${m.p.pid}${(statUnchecked(m.p.pid)?.state ?? '?') === 'D' ? ' (state D: uninterruptible sleep)' : ''}`,
+        );
+        throw stillRunning(
+          `${left.length} process(es) of the tree of ${this.rootMember.p.pid} have not exited ` +
+            `${o.killTimeout} ms after ${signalName(o.killSignal)}: ${states.join(', ')}`,
+          { pids: left.map((m) => m.p.pid) },
+        );
       }
     }
     if (cgroup !== undefined && cgroupKilled && !(await waitCgroupEmpty(cgroup, o.killTimeout))) {
@@ -458,10 +495,18 @@ class Tree {
     const counted = this.members.filter((m) => this.includeRoot || m !== this.rootMember);
     const exits = await Promise.all(counted.map((m) => m.done));
     const processes: TreeMember[] = counted.map((m, i) => ({
-      pid: m.p.pid, parent: m.parent, exit: exits[i], escalated: m.escalated, released: m.released, signals: m.signals,
+      pid: m.p.pid,
+      parent: m.parent,
+      exit: exits[i],
+      escalated: m.escalated,
+      released: m.released,
+      signals: m.signals,
     }));
     return {
-      root: this.rootMember.p.pid, processes, escalated: processes.some((m) => m.escalated), cgroupKilled,
+      root: this.rootMember.p.pid,
+      processes,
+      escalated: processes.some((m) => m.escalated),
+      cgroupKilled,
       elapsedMs: performance.now() - t0,
     };
   }

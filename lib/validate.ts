@@ -39,7 +39,11 @@ export function outOfRange(name: string, expected: string, value: unknown): Erro
 }
 
 export function invalidValue(name: string, value: unknown, reason: string): Error {
-  return codedError('ERR_INVALID_ARG_VALUE', `The argument '${name}' ${reason}. Received ${describe(value)}`, TypeError);
+  return codedError(
+    'ERR_INVALID_ARG_VALUE',
+    `The argument '${name}' ${reason}. Received ${describe(value)}`,
+    TypeError,
+  );
 }
 
 /** An integer in [min, max]; `TypeError` for a non-number, `RangeError` for NaN, fractions and out-of-range. */
@@ -53,7 +57,10 @@ export function validateInteger(value: unknown, name: string, min: number, max: 
 export function validateObject(value: unknown, name: string): void {
   // Arrays and typed arrays are objects too, but their methods (filter, ...) would be taken for options: found by
   // the fuzz suite (reclaim(new Uint8Array(4)) called Uint8Array.prototype.filter as the mapping filter).
-  if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value))) {
+  if (
+    value !== undefined &&
+    (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value))
+  ) {
     throw invalidType(name, 'of type object', value);
   }
 }
@@ -70,5 +77,6 @@ export function validateTimeout(value: unknown, name: string): asserts value is 
 }
 
 export function validateAbortSignal(value: unknown, name: string): asserts value is AbortSignal | undefined {
-  if (value !== undefined && !(value instanceof AbortSignal)) throw invalidType(name, 'an instance of AbortSignal', value);
+  if (value !== undefined && !(value instanceof AbortSignal))
+    throw invalidType(name, 'an instance of AbortSignal', value);
 }

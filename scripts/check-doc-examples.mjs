@@ -92,8 +92,10 @@ for (const exported of exports) {
   }
 }
 
-console.log(`check-doc-examples: ${relative(process.cwd(), entry)} exports ${values_} values and ${types} types; ` +
-  'checked that each has a doc comment with an @example');
+console.log(
+  `check-doc-examples: ${relative(process.cwd(), entry)} exports ${values_} values and ${types} types; ` +
+    'checked that each has a doc comment with an @example',
+);
 for (const p of problems) console.log(`  ${p}`);
 if (problems.length) {
   console.log(`check-doc-examples: ${problems.length} problem(s)`);

@@ -42,7 +42,11 @@ function objdump(args, file) {
   let lastError;
   for (const cmd of candidates) {
     try {
-      return execFileSync(cmd, [...args, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+      return execFileSync(cmd, [...args, file], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        maxBuffer: 1 << 28,
+      });
     } catch (err) {
       lastError = err;
     }
@@ -89,7 +93,11 @@ function defaultFiles() {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((d) => d.startsWith('linux-'))
-    .flatMap((d) => readdirSync(join(dir, d)).filter((f) => f.endsWith('.node')).map((f) => join(dir, d, f)));
+    .flatMap((d) =>
+      readdirSync(join(dir, d))
+        .filter((f) => f.endsWith('.node'))
+        .map((f) => join(dir, d, f)),
+    );
 }
 
 function main(argv) {
@@ -98,7 +106,9 @@ function main(argv) {
     console.error('check-glibc-floor: no prebuilds found (run `npm run prebuildify` first)');
     return 1;
   }
-  const floor = Object.entries(FLOOR).map(([k, v]) => `${k}_${v}`).join(', ');
+  const floor = Object.entries(FLOOR)
+    .map(([k, v]) => `${k}_${v}`)
+    .join(', ');
   console.log(`glibc floor: nothing newer than ${floor}`);
   let failed = 0;
   for (const file of files) {
@@ -108,7 +118,9 @@ function main(argv) {
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([family, { version, symbol }]) => `${family}_${version} (${symbol})`)
       .join(', ');
-    console.log(`${problems.length ? 'FAIL' : 'ok  '} ${name}: needs ${needs || 'no versioned symbols'}; links ${needed.join(' ')}`);
+    console.log(
+      `${problems.length ? 'FAIL' : 'ok  '} ${name}: needs ${needs || 'no versioned symbols'}; links ${needed.join(' ')}`,
+    );
     for (const p of problems) console.log(`     ${p}`);
     if (problems.length) failed++;
   }
@@ -119,4 +131,5 @@ function main(argv) {
   return 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1])
+  process.exitCode = main(process.argv.slice(2));

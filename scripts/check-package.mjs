@@ -76,8 +76,10 @@ try {
   }
   const packed = statSync(tarball).size;
   const unpacked = [...files.values()].reduce((a, b) => a + b, 0);
-  console.log(`package: ${tarball.startsWith(scratch) ? 'npm pack' : tarball}: ${files.size} files, ` +
-    `${(packed / 1024).toFixed(1)} KiB packed, ${(unpacked / 1024).toFixed(1)} KiB unpacked`);
+  console.log(
+    `package: ${tarball.startsWith(scratch) ? 'npm pack' : tarball}: ${files.size} files, ` +
+      `${(packed / 1024).toFixed(1)} KiB packed, ${(unpacked / 1024).toFixed(1)} KiB unpacked`,
+  );
 
   console.log('allow-list:');
   for (const [path, size] of [...files].sort()) {
@@ -102,8 +104,10 @@ try {
     if (files.has(p.path)) continue;
     if (release || p.arch === arch()) fail(`missing ${p.path}${release ? ' (a release ships every prebuild)' : ''}`);
     else {
-      console.log(`  skip ${p.path} is not in the tarball (this machine did not build it: npm run prebuildify ` +
-        'says why); a release check (--release or PIDFD_RELEASE=1) requires it');
+      console.log(
+        `  skip ${p.path} is not in the tarball (this machine did not build it: npm run prebuildify ` +
+          'says why); a release check (--release or PIDFD_RELEASE=1) requires it',
+      );
     }
   }
   // A bin must run as a command: it needs its shebang (npm links it as is).
@@ -143,5 +147,11 @@ function readdirNative() {
 }
 
 function indent(text) {
-  return text.trim() ? text.trim().split('\n').map((l) => `  ${l}`).join('\n') + '\n' : '';
+  return text.trim()
+    ? text
+        .trim()
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n') + '\n'
+    : '';
 }

@@ -15,7 +15,15 @@
 //   node scripts/prebuildify.mjs [--arch x64,arm64] [--release]
 import { spawnSync } from 'node:child_process';
 import {
-  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
 } from 'node:fs';
 import { arch as hostArch, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -76,9 +84,11 @@ try {
     cpSync(join(ROOT, 'src'), join(dir, 'src'), { recursive: true });
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
     console.log(`prebuildify: linux-${target}${buildEnv.CXX ? ` with ${buildEnv.CXX}` : ''}`);
-    const r = spawnSync(process.execPath,
+    const r = spawnSync(
+      process.execPath,
       [join(ROOT, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip', '--tag-libc', '--arch', target],
-      { cwd: dir, env: buildEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      { cwd: dir, env: buildEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     if (r.status !== 0) {
       process.stderr.write(r.stdout + r.stderr);
       console.error(`prebuildify: linux-${target} failed (exit ${r.status ?? r.signal})`);
@@ -102,13 +112,21 @@ try {
   rmSync(stage, { recursive: true, force: true });
 }
 
-const files = targets.map((t) => join(ROOT, 'prebuilds', `linux-${t}`))
+const files = targets
+  .map((t) => join(ROOT, 'prebuilds', `linux-${t}`))
   .filter((d) => existsSync(d))
-  .flatMap((d) => readdirSync(d).filter((f) => f.endsWith('.node')).map((f) => join(d, f)));
-const check = spawnSync(process.execPath, [join(ROOT, 'scripts', 'check-glibc-floor.mjs'), ...files],
-  { stdio: 'inherit' });
+  .flatMap((d) =>
+    readdirSync(d)
+      .filter((f) => f.endsWith('.node'))
+      .map((f) => join(d, f)),
+  );
+const check = spawnSync(process.execPath, [join(ROOT, 'scripts', 'check-glibc-floor.mjs'), ...files], {
+  stdio: 'inherit',
+});
 if (skipped.length > 0) {
-  console.log(`prebuildify: skipped ${skipped.join(', ')}; a release build (--release or PIDFD_RELEASE=1) fails ` +
-    'without them');
+  console.log(
+    `prebuildify: skipped ${skipped.join(', ')}; a release build (--release or PIDFD_RELEASE=1) fails ` +
+      'without them',
+  );
 }
 process.exitCode = status || check.status || 0;

@@ -58,7 +58,8 @@ const UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_6
 /** A duration: milliseconds by default, or with a unit: `500`, `500ms`, `1.5s`, `2m`, `1h`. */
 export function parseMs(text: string, what = 'duration'): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`${what} must be a duration such as 500, 500ms, 1.5s or 2m, not ${JSON.stringify(text)}`);
+  if (!m)
+    throw new UsageError(`${what} must be a duration such as 500, 500ms, 1.5s or 2m, not ${JSON.stringify(text)}`);
   const ms = Number(m[1]) * UNITS[m[2] ?? ''];
   if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) throw new UsageError(`${what} is too long: ${text}`);
   return Math.round(ms);

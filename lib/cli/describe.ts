@@ -34,8 +34,12 @@ export function str(ctx: Context, name: string): string | undefined {
 
 /** The options kill and tree-kill share, parsed. */
 export function terminateOptions(ctx: Context): {
-  signal: NodeJS.Signals | number; timeout?: number; killSignal?: NodeJS.Signals | number | false; killTimeout?: number;
-  release: boolean; abortSignal: AbortSignal;
+  signal: NodeJS.Signals | number;
+  timeout?: number;
+  killSignal?: NodeJS.Signals | number | false;
+  killTimeout?: number;
+  release: boolean;
+  abortSignal: AbortSignal;
 } {
   const sig = str(ctx, 'signal');
   const timeout = str(ctx, 'timeout');

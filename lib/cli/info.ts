@@ -14,7 +14,7 @@ export const info: Command = {
     'pid, parent, uids and gids, cgroup id, and the exit status once it has exited and been reaped) and what',
     '/proc says (command line, state, cgroup, memory), and its identity: the string `PidFd.adopt()` turns back',
     'into a handle after a restart, or refuses if the pid has been reused. /proc is read and then the pidfd is',
-    'checked: if the process exited meanwhile, the /proc part is left out (the pid may already be another\'s).',
+    "checked: if the process exited meanwhile, the /proc part is left out (the pid may already be another's).",
     '',
     'Exit status: 0, 1 when there is no such process, 2 for bad arguments.',
     '',
@@ -43,24 +43,32 @@ export const info: Command = {
         if (bytes !== undefined) memory[`${f}KiB`] = bytes / 1024;
       }
       const stat = view?.stat;
-      const proc = view === undefined ? undefined : {
-        comm: view.comm,
-        cmdline: view.cmdline,
-        state: stat?.state,
-        ppid: stat?.ppid,
-        pgid: stat?.pgid,
-        sid: stat?.sid,
-        startTime: stat?.startTime.toString(),
-        cgroup: view.cgroup,
-        memory,
-      };
+      const proc =
+        view === undefined
+          ? undefined
+          : {
+              comm: view.comm,
+              cmdline: view.cmdline,
+              state: stat?.state,
+              ppid: stat?.ppid,
+              pgid: stat?.pgid,
+              sid: stat?.sid,
+              startTime: stat?.startTime.toString(),
+              cgroup: view.cgroup,
+              memory,
+            };
       const record = { pid, exited, id, identity, kernel: kernel ?? null, proc: proc ?? null };
       ctx.emit(record);
       const row = (k: string, v: string | number | undefined): void => {
         if (v !== undefined && v !== null && v !== '') ctx.print(`${k.padEnd(10)} ${v}`);
       };
       row('pid', pid);
-      row('state', exited ? `exited${kernel?.exit ? `, ${describeExit({ pid, ...kernel.exit, source: 'pidfd-info' })}` : ''}` : proc?.state);
+      row(
+        'state',
+        exited
+          ? `exited${kernel?.exit ? `, ${describeExit({ pid, ...kernel.exit, source: 'pidfd-info' })}` : ''}`
+          : proc?.state,
+      );
       row('command', proc?.cmdline?.join(' ') || proc?.comm);
       row('ppid', kernel?.ppid ?? proc?.ppid);
       row('pgid/sid', proc ? `${proc.pgid} / ${proc.sid}` : undefined);
@@ -71,7 +79,12 @@ export const info: Command = {
       row('cgroup id', kernel?.cgroupId?.toString());
       for (const line of proc?.cgroup ?? []) row('cgroup', line);
       if (proc && Object.keys(memory).length > 0) {
-        row('memory', Object.entries(memory).map(([k, v]) => `${k.replace(/KiB$/, '')} ${v} KiB`).join(', '));
+        row(
+          'memory',
+          Object.entries(memory)
+            .map(([k, v]) => `${k.replace(/KiB$/, '')} ${v} KiB`)
+            .join(', '),
+        );
       }
       row('started', proc ? `${proc.startTime} clock ticks after boot` : undefined);
       row('id', id);

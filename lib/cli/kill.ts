@@ -1,12 +1,22 @@
 import { terminate } from '../index';
 import { type Command, parsePid } from './command';
-import { describeExit, ms, onePid, openPid, TERMINATE_HELP, TERMINATE_OPTIONS, terminateOptions, TIMED_OUT } from './describe';
+import {
+  describeExit,
+  ms,
+  onePid,
+  openPid,
+  TERMINATE_HELP,
+  TERMINATE_OPTIONS,
+  terminateOptions,
+  TIMED_OUT,
+} from './describe';
 
 /** `pidfd kill <pid>`: terminate with escalation. */
 export const kill: Command = {
   name: 'kill',
   summary: 'terminate a process: signal, wait, escalate to SIGKILL, free its memory; never hits a recycled pid',
-  usage: 'pidfd kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] [--no-release] [--json]',
+  usage:
+    'pidfd kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] [--no-release] [--json]',
   description: [
     'Sends the signal (default SIGTERM) through a pidfd, continuing the process first if it is stopped, waits for',
     'the grace period, then sends the kill signal (default SIGKILL) and process_mrelease, and returns once the',
@@ -33,8 +43,10 @@ export const kill: Command = {
       const r = await terminate(p, options);
       ctx.emit(r);
       const steps = r.signals.length > 0 ? r.signals.join(', ') : 'no signal needed';
-      ctx.print(`${pid}: ${steps} → ${describeExit(r.exit)} in ${ms(r.elapsedMs)}` +
-        `${r.escalated ? ' (escalated after the grace period)' : ''}${r.released ? '; memory released' : ''}`);
+      ctx.print(
+        `${pid}: ${steps} → ${describeExit(r.exit)} in ${ms(r.elapsedMs)}` +
+          `${r.escalated ? ' (escalated after the grace period)' : ''}${r.released ? '; memory released' : ''}`,
+      );
       return 0;
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { signals?: string[] };

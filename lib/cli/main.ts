@@ -23,7 +23,7 @@ function topHelp(): string {
     'Usage: pidfd <command> [options]',
     '',
     'Linux process file descriptors from the command line: wait for any process, signal it with no pid-reuse',
-    'race, kill whole trees, free a killed process\'s memory at once.',
+    "race, kill whole trees, free a killed process's memory at once.",
     '',
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
@@ -53,7 +53,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   }
   const command = commands.find((c) => c.name === name);
   if (!command) {
-    io.stderr(`pidfd: unknown command ${JSON.stringify(name)}\nUsage: pidfd <command> [options]   (pidfd --help lists the commands)\n`);
+    io.stderr(
+      `pidfd: unknown command ${JSON.stringify(name)}\nUsage: pidfd <command> [options]   (pidfd --help lists the commands)\n`,
+    );
     return 2;
   }
 
@@ -68,7 +70,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } catch (err) {
     // parseArgs explains at length how to pass a positional that starts with '-': keep its first sentence.
     // Some of its messages span lines (`--timeout -5`): one line it is.
-    return usage(io, command, (err as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\s*\n\s*/g, ' '));
+    return usage(
+      io,
+      command,
+      (err as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\s*\n\s*/g, ' '),
+    );
   }
   if (parsed.values.help) {
     io.stdout(commandHelp(command));

@@ -9,7 +9,7 @@ export const memory: Command = {
   usage: 'pidfd memory <pid>... [--maps] [--json]',
   description: [
     'Reads /proc/<pid>/smaps_rollup (falling back to status, then statm) through a pidfd, and re-checks the pidfd',
-    'afterwards, so a pid recycled while reading is reported as gone instead of showing a stranger\'s memory.',
+    "afterwards, so a pid recycled while reading is reported as gone instead of showing a stranger's memory.",
     'rss, pss, anon and swap come from smaps_rollup; file and shmem from the RssFile and RssShmem counters of',
     '/proc/<pid>/status (smaps_rollup has no resident split for them).',
     '',
@@ -45,12 +45,16 @@ export const memory: Command = {
         const comm = view.comm ?? '';
         const maps = ctx.values.maps ? p.maps() : undefined;
         ctx.emit({ pid, comm, ...m, ...(maps ? { maps } : {}) });
-        ctx.print(`${pid} (${comm})  rss ${mib(m.rss)}  pss ${mib(m.pss)}  anon ${mib(m.anon)}  file ${mib(m.file)}  ` +
-          `shmem ${mib(m.shmem)}  swap ${mib(m.swap)}  [${m.source}]`);
+        ctx.print(
+          `${pid} (${comm})  rss ${mib(m.rss)}  pss ${mib(m.pss)}  anon ${mib(m.anon)}  file ${mib(m.file)}  ` +
+            `shmem ${mib(m.shmem)}  swap ${mib(m.swap)}  [${m.source}]`,
+        );
         for (const x of maps ?? []) {
           const size = Number(x.end - x.start);
-          ctx.print(`  ${x.start.toString(16).padStart(12, '0')}-${x.end.toString(16).padStart(12, '0')} ` +
-            `${(size >= 2 ** 20 ? mib(size) : `${size / 1024} KiB`).padStart(12)} ${x.perms} ${x.kind.padEnd(7)} ${x.path}`);
+          ctx.print(
+            `  ${x.start.toString(16).padStart(12, '0')}-${x.end.toString(16).padStart(12, '0')} ` +
+              `${(size >= 2 ** 20 ? mib(size) : `${size / 1024} KiB`).padStart(12)} ${x.perms} ${x.kind.padEnd(7)} ${x.path}`,
+          );
         }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;

@@ -1,12 +1,23 @@
 import { killTree } from '../index';
 import { type Command, parsePid } from './command';
-import { describeExit, ms, onePid, openPid, str, TERMINATE_HELP, TERMINATE_OPTIONS, terminateOptions, TIMED_OUT } from './describe';
+import {
+  describeExit,
+  ms,
+  onePid,
+  openPid,
+  str,
+  TERMINATE_HELP,
+  TERMINATE_OPTIONS,
+  terminateOptions,
+  TIMED_OUT,
+} from './describe';
 
 /** `pidfd tree-kill <pid>`: killTree. */
 export const treeKill: Command = {
   name: 'tree-kill',
   summary: 'kill a process and all its descendants, race-free (pidfds, SIGSTOP, walk until stable)',
-  usage: 'pidfd tree-kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] [--no-release] [--no-root] [--cgroup DIR] [--json]',
+  usage:
+    'pidfd tree-kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] [--no-release] [--no-root] [--cgroup DIR] [--json]',
   description: [
     'Walks /proc from the process down, taking a pidfd for every descendant (each checked against its parent,',
     'so a recycled pid is never taken for a member), stops the whole tree with SIGSTOP so nothing forks during',
@@ -35,16 +46,24 @@ export const treeKill: Command = {
     const options = terminateOptions(ctx);
     const p = openPid(pid);
     try {
-      const r = await killTree(p, { ...options, includeRoot: ctx.values['no-root'] !== true, cgroup: str(ctx, 'cgroup') });
+      const r = await killTree(p, {
+        ...options,
+        includeRoot: ctx.values['no-root'] !== true,
+        cgroup: str(ctx, 'cgroup'),
+      });
       ctx.emit(r);
       for (const m of r.processes) {
-        ctx.print(`${String(m.pid).padStart(7)}  ${m.parent === null ? 'root   ' : `in ${String(m.parent).padEnd(5)}`}  ` +
-          `${describeExit(m.exit)}${m.escalated ? ' (escalated)' : ''}`);
+        ctx.print(
+          `${String(m.pid).padStart(7)}  ${m.parent === null ? 'root   ' : `in ${String(m.parent).padEnd(5)}`}  ` +
+            `${describeExit(m.exit)}${m.escalated ? ' (escalated)' : ''}`,
+        );
       }
       const escalated = r.processes.filter((m) => m.escalated).length;
-      ctx.print(`${r.processes.length} process(es) gone in ${ms(r.elapsedMs)}` +
-        `${escalated ? `; ${escalated} needed ${options.killSignal === undefined ? 'SIGKILL' : 'the kill signal'}` : ''}` +
-        `${r.cgroupKilled ? '; cgroup.kill written' : ''}`);
+      ctx.print(
+        `${r.processes.length} process(es) gone in ${ms(r.elapsedMs)}` +
+          `${escalated ? `; ${escalated} needed ${options.killSignal === undefined ? 'SIGKILL' : 'the kill signal'}` : ''}` +
+          `${r.cgroupKilled ? '; cgroup.kill written' : ''}`,
+      );
       return 0;
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { pids?: number[] };

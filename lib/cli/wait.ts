@@ -67,7 +67,14 @@ export const wait: Command = {
         running.delete(info.pid);
         const elapsedMs = performance.now() - t0;
         ctx.print(`${info.pid} ${describeExit(info)} (after ${ms(elapsedMs)})`);
-        ctx.emit({ event: 'exit', pid: info.pid, code: info.code, signal: info.signal, source: info.source, elapsedMs });
+        ctx.emit({
+          event: 'exit',
+          pid: info.pid,
+          code: info.code,
+          signal: info.signal,
+          source: info.source,
+          elapsedMs,
+        });
         if (any || running.size === 0) finish(0);
       });
     });

@@ -31,12 +31,18 @@ t.test('caps: one line per feature matching capabilities(); --json parses to the
   t.equal(human.status, caps.pidfdOpen ? 0 : 1);
   const lines = human.stdout.trimEnd().split('\n');
   t.equal(lines.length, 1 + Object.keys(caps).length);
-  t.match(lines.find((l) => l.includes('process_mrelease')), caps.processMrelease ? /^\s+yes\s+process_mrelease\s+Linux 5\.15\+$/ : /^\s+no/);
+  t.match(
+    lines.find((l) => l.includes('process_mrelease')),
+    caps.processMrelease ? /^\s+yes\s+process_mrelease\s+Linux 5\.15\+$/ : /^\s+no/,
+  );
   const json = cli('caps', '--json');
   t.equal(json.status, human.status);
   const doc = JSON.parse(json.stdout);
   t.equal(doc.arch, process.arch);
-  t.same(Object.fromEntries(doc.features.map((f: { name: string; supported: boolean }) => [f.name, f.supported])), caps);
+  t.same(
+    Object.fromEntries(doc.features.map((f: { name: string; supported: boolean }) => [f.name, f.supported])),
+    caps,
+  );
   const help = cli('caps', '--help');
   t.equal(help.status, 0);
   t.match(help.stdout, /^Usage: pidfd caps/);

@@ -8,7 +8,12 @@ import { ended } from '../helpers/lines';
 import { makeV1MemoryGroup, makeV2Group, memoryV1Root, removeAllGroups, Worker } from '../helpers/mem-helpers';
 
 const MiB = 2 ** 20;
-const json = (out: string): any[] => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const json = (out: string): any[] =>
+  out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 const workers: Worker[] = [];
 t.teardown(async () => {
@@ -26,17 +31,30 @@ t.test('memory <pid>: human and --json; --maps; a missing pid is status 1', asyn
   const w = await worker([], 64);
   const human = cli('memory', String(w.pid));
   t.equal(human.status, 0, human.stderr);
-  t.match(human.stdout, new RegExp(`^${w.pid} \\(mem-worker\\)  rss \\d+\\.\\d MiB  pss .* anon .* file .* shmem .* swap .*\\[smaps_rollup\\]\\n$`));
+  t.match(
+    human.stdout,
+    new RegExp(
+      `^${w.pid} \\(mem-worker\\)  rss \\d+\\.\\d MiB  pss .* anon .* file .* shmem .* swap .*\\[smaps_rollup\\]\\n$`,
+    ),
+  );
   const [rec] = json(cli('memory', String(w.pid), '--json').stdout);
   t.equal(rec.pid, w.pid);
   t.equal(rec.comm, 'mem-worker');
   t.ok(rec.anon >= 64 * MiB, `anon ${rec.anon}`);
   const maps = cli('memory', String(w.pid), '--maps');
   // (at least 64 MiB: the kernel may merge it with an adjacent anonymous mapping)
-  const sizes = [...maps.stdout.matchAll(/^ {2}[0-9a-f]{12}-[0-9a-f]{12} +(\d+\.\d) MiB rw-p anon +$/gm)].map((x) => Number(x[1]));
-  t.ok(sizes.some((x) => x >= 64), `the 64 MiB mapping is listed (${sizes.join(', ')} MiB)`);
+  const sizes = [...maps.stdout.matchAll(/^ {2}[0-9a-f]{12}-[0-9a-f]{12} +(\d+\.\d) MiB rw-p anon +$/gm)].map((x) =>
+    Number(x[1]),
+  );
+  t.ok(
+    sizes.some((x) => x >= 64),
+    `the 64 MiB mapping is listed (${sizes.join(', ')} MiB)`,
+  );
   const [withMaps] = json(cli('memory', String(w.pid), '--maps', '--json').stdout);
-  t.ok(withMaps.maps.some((m: any) => m.kind === 'special' && typeof m.start === 'string'), 'addresses are strings in JSON');
+  t.ok(
+    withMaps.maps.some((m: any) => m.kind === 'special' && typeof m.start === 'string'),
+    'addresses are strings in JSON',
+  );
   const gone = cli('memory', '4194304');
   t.equal(gone.status, 1);
   t.match(gone.stderr, /no such process: 4194304/);
@@ -78,8 +96,18 @@ t.test('pressure: now, --watch --count, and threshold events (a refused trigger 
   const g = makeV2Group('cli-psi');
   if (!g) return t.skip('no cgroup v2', () => {});
   // A 1 s window is not allowed for an unprivileged trigger: the CLI says it polls, and why; SIGINT stops it.
-  const { child: c, out: lines } = startCli('pressure', '--resource', 'cpu', '--cgroup', g, '--threshold', '100ms',
-    '--window', '1s', '--json');
+  const { child: c, out: lines } = startCli(
+    'pressure',
+    '--resource',
+    'cpu',
+    '--cgroup',
+    g,
+    '--threshold',
+    '100ms',
+    '--window',
+    '1s',
+    '--json',
+  );
   const first = JSON.parse(await lines.waitFor((l) => l.startsWith('{'), 'the mode record'));
   t.equal(first.mode, 'poll');
   t.match(first.fallbackReason, /EINVAL/);
@@ -87,38 +115,61 @@ t.test('pressure: now, --watch --count, and threshold events (a refused trigger 
   t.same(await ended(c), [0, null], 'SIGINT ends it with status 0');
 });
 
-t.test('lmk: --dry-run --once decides and acts on nothing; --once kills one; bad arguments', { skip: !memoryV1Root() && 'no cgroup v1 memory' }, async (t) => {
-  const g = makeV1MemoryGroup('cli-lmk', 512 * MiB)!;
-  const procs = [join(g, 'cgroup.procs')];
-  const low = await worker(procs, 32);
-  const high = await worker(procs, 16);
-  writeFileSync(`/proc/${high.pid}/oom_score_adj`, '900');
-  const dry = cli('lmk', '--cgroup', g, '--min-available', '100%', '--dry-run', '--once', '--json');
-  t.equal(dry.status, 0, dry.stderr);
-  const events = json(dry.stdout);
-  t.same(events.map((e) => e.event).filter((e) => e !== 'reclaim'), ['start', 'pressure', 'kill']);
-  t.equal(events[0].headroom.source, 'cgroup-v1', 'the candidates\' memory cgroup is the budget');
-  const kill = events.find((e) => e.event === 'kill');
-  t.equal(kill.pid, high.pid);
-  t.equal(kill.dryRun, true);
-  t.ok(low.proc.exitCode === null && high.proc.exitCode === null, 'nobody died');
+t.test(
+  'lmk: --dry-run --once decides and acts on nothing; --once kills one; bad arguments',
+  { skip: !memoryV1Root() && 'no cgroup v1 memory' },
+  async (t) => {
+    const g = makeV1MemoryGroup('cli-lmk', 512 * MiB)!;
+    const procs = [join(g, 'cgroup.procs')];
+    const low = await worker(procs, 32);
+    const high = await worker(procs, 16);
+    writeFileSync(`/proc/${high.pid}/oom_score_adj`, '900');
+    const dry = cli('lmk', '--cgroup', g, '--min-available', '100%', '--dry-run', '--once', '--json');
+    t.equal(dry.status, 0, dry.stderr);
+    const events = json(dry.stdout);
+    t.same(
+      events.map((e) => e.event).filter((e) => e !== 'reclaim'),
+      ['start', 'pressure', 'kill'],
+    );
+    t.equal(events[0].headroom.source, 'cgroup-v1', "the candidates' memory cgroup is the budget");
+    const kill = events.find((e) => e.event === 'kill');
+    t.equal(kill.pid, high.pid);
+    t.equal(kill.dryRun, true);
+    t.ok(low.proc.exitCode === null && high.proc.exitCode === null, 'nobody died');
 
-  const human = cli('lmk', '--cgroup', g, '--min-available', '100%', '--dry-run', '--once');
-  t.match(human.stdout, new RegExp(`would kill ${high.pid} \\(mem-worker, oom_score_adj 900`));
+    const human = cli('lmk', '--cgroup', g, '--min-available', '100%', '--dry-run', '--once');
+    t.match(human.stdout, new RegExp(`would kill ${high.pid} \\(mem-worker, oom_score_adj 900`));
 
-  const real = cli('lmk', '--cgroup', g, '--min-available', '100%', '--once', '--no-reclaim', '--protect', String(low.pid), '--json');
-  const k = json(real.stdout).find((e) => e.event === 'kill');
-  t.equal(k.pid, high.pid);
-  t.equal(k.dryRun, false);
-  t.ok(k.bytesFreed >= 12 * MiB, `freed ${k.bytesFreed}`);
-  t.same(await ended(high.proc), [null, 'SIGKILL']);
-  t.equal(low.proc.exitCode, null, 'the protected worker lives');
+    const real = cli(
+      'lmk',
+      '--cgroup',
+      g,
+      '--min-available',
+      '100%',
+      '--once',
+      '--no-reclaim',
+      '--protect',
+      String(low.pid),
+      '--json',
+    );
+    const k = json(real.stdout).find((e) => e.event === 'kill');
+    t.equal(k.pid, high.pid);
+    t.equal(k.dryRun, false);
+    t.ok(k.bytesFreed >= 12 * MiB, `freed ${k.bytesFreed}`);
+    t.same(await ended(high.proc), [null, 'SIGKILL']);
+    t.equal(low.proc.exitCode, null, 'the protected worker lives');
 
-  for (const args of [['lmk'], ['lmk', '--cgroup', g, '--children-of', '1'], ['lmk', '--cgroup', g, '--psi', 'lots'],
-    ['lmk', '--cgroup', g, '--min-available', '200%'], ['lmk', '--cgroup', g, '--min-available', '12 parsecs']]) {
-    t.equal(cli(...args).status, 2, args.join(' '));
-  }
-});
+    for (const args of [
+      ['lmk'],
+      ['lmk', '--cgroup', g, '--children-of', '1'],
+      ['lmk', '--cgroup', g, '--psi', 'lots'],
+      ['lmk', '--cgroup', g, '--min-available', '200%'],
+      ['lmk', '--cgroup', g, '--min-available', '12 parsecs'],
+    ]) {
+      t.equal(cli(...args).status, 2, args.join(' '));
+    }
+  },
+);
 
 t.test('--help for each', async (t) => {
   for (const c of ['memory', 'reclaim', 'pressure', 'lmk']) {
@@ -129,4 +180,3 @@ t.test('--help for each', async (t) => {
   const top = cli('--help').stdout;
   for (const c of ['memory', 'reclaim', 'pressure', 'lmk']) t.match(top, new RegExp(`\\n  ${c} +`));
 });
-

@@ -24,11 +24,15 @@ async function holding(holder: ChildProcess, pid: number): Promise<void> {
     let fds: string[] = [];
     try {
       fds = readdirSync(`/proc/${holder.pid}/fdinfo`);
-    } catch { /* not started yet */ }
+    } catch {
+      /* not started yet */
+    }
     for (const fd of fds) {
       try {
         if (new RegExp(`^Pid:\\s+${pid}$`, 'm').test(readFileSync(`/proc/${holder.pid}/fdinfo/${fd}`, 'utf8'))) return;
-      } catch { /* closed meanwhile */ }
+      } catch {
+        /* closed meanwhile */
+      }
     }
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -42,10 +46,22 @@ function freePid(): number {
 
 t.test('bad arguments: one line and the usage on stderr, status 2, nothing on stdout', async (t) => {
   const cases = [
-    ['wait'], ['wait', 'abc'], ['wait', '0'], ['wait', '1', '--timeout', 'soon'], ['wait', '1', '--bogus'],
-    ['kill'], ['kill', '1', '2'], ['kill', '1', '-s', 'NOPE'], ['kill', '1', '--timeout=-5'], ['kill', '1', '--kill-signal', 'x'],
-    ['tree-kill'], ['tree-kill', 'x'], ['tree-kill', '1', '--signal', '99'],
-    ['info'], ['info', '1', '2'], ['info', '-1'],
+    ['wait'],
+    ['wait', 'abc'],
+    ['wait', '0'],
+    ['wait', '1', '--timeout', 'soon'],
+    ['wait', '1', '--bogus'],
+    ['kill'],
+    ['kill', '1', '2'],
+    ['kill', '1', '-s', 'NOPE'],
+    ['kill', '1', '--timeout=-5'],
+    ['kill', '1', '--kill-signal', 'x'],
+    ['tree-kill'],
+    ['tree-kill', 'x'],
+    ['tree-kill', '1', '--signal', '99'],
+    ['info'],
+    ['info', '1', '2'],
+    ['info', '-1'],
   ];
   for (const args of cases) {
     const r = await cli(...args);
@@ -144,7 +160,12 @@ t.test('kill: a process that honours SIGTERM, human and --json', async (t) => {
   const b = sleeper();
   const j = await cli('kill', '--json', '-s', 'INT', String(b.pid));
   t.equal(j.status, 0);
-  t.match(JSON.parse(j.stdout), { pid: b.pid, escalated: false, signals: ['SIGINT'], exit: { pid: b.pid, signal: 'SIGINT' } });
+  t.match(JSON.parse(j.stdout), {
+    pid: b.pid,
+    escalated: false,
+    signals: ['SIGINT'],
+    exit: { pid: b.pid, signal: 'SIGINT' },
+  });
 });
 
 t.test('kill: one that ignores SIGTERM is escalated after --timeout', async (t) => {
@@ -174,8 +195,15 @@ t.test('tree-kill: every process of a tree, one line each; --json', async (t) =>
   const rootFd = PidFd.fromChild(root);
   for (let i = 0; i < 400; i++) {
     const kids = readFileSync(`/proc/${root.pid}/task/${root.pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
-    if (kids.length === 2 && kids.every((k) => readFileSync(`/proc/${k}/task/${k}/children`, 'utf8').trim() !== '' ||
-      readFileSync(`/proc/${k}/comm`, 'utf8').trim() === 'sleep')) break;
+    if (
+      kids.length === 2 &&
+      kids.every(
+        (k) =>
+          readFileSync(`/proc/${k}/task/${k}/children`, 'utf8').trim() !== '' ||
+          readFileSync(`/proc/${k}/comm`, 'utf8').trim() === 'sleep',
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const r = await cli('tree-kill', '--json', String(root.pid));
@@ -185,12 +213,19 @@ t.test('tree-kill: every process of a tree, one line each; --json', async (t) =>
   t.equal(doc.processes.length, 4, 'sh, its sleep, the inner sh, its sleep');
   t.equal(doc.processes[0].pid, root.pid);
   // The grandchildren's status is known once whoever reaps them (init, after their parents died) has done so.
-  t.ok(doc.processes.every((m: { exit: { signal: string | null; source: string } }) =>
-    m.exit.signal === 'SIGTERM' || m.exit.source === 'none'), 'SIGTERM killed each');
+  t.ok(
+    doc.processes.every(
+      (m: { exit: { signal: string | null; source: string } }) =>
+        m.exit.signal === 'SIGTERM' || m.exit.source === 'none',
+    ),
+    'SIGTERM killed each',
+  );
   t.same(await exited(root), [null, 'SIGTERM']);
   rootFd.close();
 
-  const h = track(spawn(fixture('tree-fixture'), ['harness', '0', '2', '2', 'ignore-one'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const h = track(
+    spawn(fixture('tree-fixture'), ['harness', '0', '2', '2', 'ignore-one'], { stdio: ['pipe', 'pipe', 'inherit'] }),
+  );
   const hl = new Lines(h.stdout as Readable);
   const rootPid = Number((await hl.waitFor((l) => / 0 \d+$/.test(l) && l.startsWith('born '), 'root')).split(' ')[1]);
   await hl.waitFor(() => hl.all.filter((l) => l.startsWith('born ')).length >= 7, '7 born');

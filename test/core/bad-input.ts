@@ -37,10 +37,22 @@ function check(t: Test, results: Result[]): void {
     t.ok(table.judge(r.expect, r.actual), r.name, { expected: r.expect, found: r.actual });
   }
   const kinds = results.map((r) => r.actual);
-  t.ok(kinds.some((a) => a.throws === 'TypeError'), 'some rows throw TypeError');
-  t.ok(kinds.some((a) => a.throws === 'RangeError'), 'some rows throw RangeError');
-  t.ok(kinds.some((a) => typeof a.errno === 'number'), 'some rows throw system errors');
-  t.ok(kinds.some((a) => a.rejects !== undefined), 'some rows reject');
+  t.ok(
+    kinds.some((a) => a.throws === 'TypeError'),
+    'some rows throw TypeError',
+  );
+  t.ok(
+    kinds.some((a) => a.throws === 'RangeError'),
+    'some rows throw RangeError',
+  );
+  t.ok(
+    kinds.some((a) => typeof a.errno === 'number'),
+    'some rows throw system errors',
+  );
+  t.ok(
+    kinds.some((a) => a.rejects !== undefined),
+    'some rows reject',
+  );
 }
 
 let childResults: Result[] = [];
@@ -52,17 +64,29 @@ t.test('the table, in a child process (the compiled package root)', async (t) =>
   const pkg = mkdtempSync(join(tmpdir(), 'pidfd-pkg-'));
   t.teardown(() => rmSync(pkg, { recursive: true, force: true }));
   for (const name of ['build', 'node_modules', 'package.json']) symlinkSync(join(ROOT, name), join(pkg, name));
-  const tsc = spawnSync(process.execPath, [
-    require.resolve('typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json'),
-    '--outDir', join(pkg, 'dist'), '--declarationDir', join(pkg, 'types'),
-  ], { encoding: 'utf8' });
+  const tsc = spawnSync(
+    process.execPath,
+    [
+      require.resolve('typescript/bin/tsc'),
+      '-p',
+      join(ROOT, 'tsconfig.json'),
+      '--outDir',
+      join(pkg, 'dist'),
+      '--declarationDir',
+      join(pkg, 'types'),
+    ],
+    { encoding: 'utf8' },
+  );
   t.ok(existsSync(join(pkg, 'dist', 'index.js')), 'compiled', { output: tsc.stdout + tsc.stderr });
 
   // Its own process group, so that whatever it spawned is gone afterwards even if it crashed. A small heap turns
   // a runaway allocation into a quick abort instead of a long wait.
-  const child = track(spawn(process.execPath, ['--max-old-space-size=512', SCRIPT, pkg], {
-    detached: true, stdio: ['ignore', 'pipe', 'pipe'],
-  }));
+  const child = track(
+    spawn(process.execPath, ['--max-old-space-size=512', SCRIPT, pkg], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -92,5 +116,9 @@ t.test('the table, in this process (lib/)', async (t) => {
   if (childCrashed) return t.plan(0, 'skipped: the child process crashed on the table');
   const results = await table.runTable(api, native);
   check(t, results);
-  t.same(results.map((r) => r.name), childResults.map((r) => r.name), 'the same rows as in the child');
+  t.same(
+    results.map((r) => r.name),
+    childResults.map((r) => r.name),
+    'the same rows as in the child',
+  );
 });

@@ -19,7 +19,9 @@ writeFileSync(FILE, FILE_TEXT);
 t.teardown(() => {
   try {
     unlinkSync(FILE);
-  } catch { /* gone */ }
+  } catch {
+    /* gone */
+  }
 });
 
 /** fd number → what it is (pipe, anon_inode:[pidfd], a path ...), without inode numbers. */
@@ -60,8 +62,11 @@ t.test(`${CYCLES.toLocaleString('en')} open/close cycles leave the fd table unch
   }
   const after = fdTable();
   t.equal(opened, CYCLES, `${CYCLES} PidFds opened and closed`);
-  t.same(after, before,
-    `fd table unchanged (${Object.keys(before).length} fds before, ${Object.keys(after).length} after)`);
+  t.same(
+    after,
+    before,
+    `fd table unchanged (${Object.keys(before).length} fds before, ${Object.keys(after).length} after)`,
+  );
   t.ok(seen.size <= 2, `the same fd number was reused each time (numbers seen: ${[...seen].join(', ')})`);
 
   // Failed opens leak nothing either.
@@ -121,16 +126,33 @@ t.test('a PidFd dropped without close() has its fd closed after garbage collecti
   }
   t.equal(rep.afterOpenPidfds, DROPPED, `${DROPPED} pidfds were open before the collection`);
   t.same(rep.stillOpen, [], 'after gc() and a few turns of the event loop, none of them is open');
-  t.same(rep.after, { ...rep.baseline, [rep.fileFd]: FILE }, 'the fd table is the baseline again (plus the file opened)');
-  t.equal(rep.warnings.length, DROPPED, 'one warning per PidFd closed by the collector, none for PidFds closed properly');
+  t.same(
+    rep.after,
+    { ...rep.baseline, [rep.fileFd]: FILE },
+    'the fd table is the baseline again (plus the file opened)',
+  );
+  t.equal(
+    rep.warnings.length,
+    DROPPED,
+    'one warning per PidFd closed by the collector, none for PidFds closed properly',
+  );
   t.same([...new Set(rep.warnings.map((w) => w.code))], ['PIDFD_GC_CLOSE'], 'warning code PIDFD_GC_CLOSE');
   const warned = rep.warnings.map((w) => Number(/pidfd (\d+)/.exec(w.message)?.[1])).sort((a, b) => a - b);
-  t.same(warned, [...rep.dropped].sort((a, b) => a - b), 'each warning names one of the dropped fds, each exactly once');
-  t.ok(rep.warnings.every((w) => /call close\(\) instead/.test(w.message)), 'the warning tells how to avoid it');
+  t.same(
+    warned,
+    [...rep.dropped].sort((a, b) => a - b),
+    'each warning names one of the dropped fds, each exactly once',
+  );
+  t.ok(
+    rep.warnings.every((w) => /call close\(\) instead/.test(w.message)),
+    'the warning tells how to avoid it',
+  );
   t.equal(rep.fileFd, rep.closedLast, 'a regular file took the number of a PidFd that was closed and then dropped');
   t.ok(rep.fileStillOpen, 'collecting that closed PidFd did not close the file now holding its old number');
-  t.comment(`fds: ${Object.keys(rep.baseline).length} before, ${Object.keys(rep.baseline).length + DROPPED + 1} with the ` +
-    `dropped PidFds and the file, ${Object.keys(rep.after).length} after collection (${rep.rounds + 1} gc round(s))`);
+  t.comment(
+    `fds: ${Object.keys(rep.baseline).length} before, ${Object.keys(rep.baseline).length + DROPPED + 1} with the ` +
+      `dropped PidFds and the file, ${Object.keys(rep.after).length} after collection (${rep.rounds + 1} gc round(s))`,
+  );
 });
 
 interface ClosedReport {
@@ -160,39 +182,50 @@ function checkClosedReport(t: tap.Test, rep: ClosedReport): void {
   t.equal(rep.pendingRejected, 'ERR_PIDFD_CLOSED', 'a wait pending at close() rejects with ERR_PIDFD_CLOSED');
   t.equal(rep.fileFd, rep.oldFd, `a regular file now has the closed PidFd's old number (${rep.oldFd})`);
   const closed = 'ERR_PIDFD_CLOSED';
-  t.same(rep.calls, {
-    kill: closed,
-    killSIGKILL: closed,
-    killValue: closed,
-    killGroup: closed,
-    release: closed,
-    info: closed,
-    getfd: closed,
-    madviseEmpty: closed,
-    madvise: closed,
-    fd: closed,
-    exited: closed,
-    waitExit: closed,
-    waitExitTimeout: closed,
-    waitExitSignal: closed,
-    closeAgain: 'ok:undefined', // close() is idempotent: a no-op, not an error
-    dispose: 'ok:undefined',
-    pid: `ok:${rep.pids.target}`, // the pid stays readable
-    closed: 'ok:true',
-  }, 'every method throws or rejects ERR_PIDFD_CLOSED; close() again is a no-op');
+  t.same(
+    rep.calls,
+    {
+      kill: closed,
+      killSIGKILL: closed,
+      killValue: closed,
+      killGroup: closed,
+      release: closed,
+      info: closed,
+      getfd: closed,
+      madviseEmpty: closed,
+      madvise: closed,
+      fd: closed,
+      exited: closed,
+      waitExit: closed,
+      waitExitTimeout: closed,
+      waitExitSignal: closed,
+      closeAgain: 'ok:undefined', // close() is idempotent: a no-op, not an error
+      dispose: 'ok:undefined',
+      pid: `ok:${rep.pids.target}`, // the pid stays readable
+      closed: 'ok:true',
+    },
+    'every method throws or rejects ERR_PIDFD_CLOSED; close() again is a no-op',
+  );
   t.ok(rep.fileStillOpen, 'the file is still open under that number');
   t.equal(rep.fileContent, FILE_TEXT, 'and still reads as the same file');
-  t.ok(rep.targetAlive, 'the closed PidFd\'s process was not signalled');
+  t.ok(rep.targetAlive, "the closed PidFd's process was not signalled");
   t.equal(rep.reuse.newFd, rep.reuse.oldFd, 'a PidFd for another process took the old number');
   t.equal(rep.reuse.killOld, closed, 'kill() through the closed PidFd throws ERR_PIDFD_CLOSED ...');
   t.ok(rep.reuse.bAlive, '... and does not reach the process now behind that number');
   t.ok(rep.reuse.aAlive, '... nor its own old process');
   t.equal(rep.reuse.closeOld, 'ok:undefined');
-  t.ok(rep.reuse.newStillOpen, 'close() again on the old PidFd left the new PidFd\'s fd open');
+  t.ok(rep.reuse.newStillOpen, "close() again on the old PidFd left the new PidFd's fd open");
   t.equal(rep.reuse.killNew, true);
   t.match(rep.reuse.bExit, { pid: rep.pids.b, code: null, signal: 'SIGKILL' }, 'the new PidFd still works');
-  t.same(rep.exits, [[null, 'SIGKILL'], [null, 'SIGKILL'], [null, 'SIGKILL']],
-    'each process died only by the test\'s own kill');
+  t.same(
+    rep.exits,
+    [
+      [null, 'SIGKILL'],
+      [null, 'SIGKILL'],
+      [null, 'SIGKILL'],
+    ],
+    "each process died only by the test's own kill",
+  );
 }
 
 function parseReport<T>(t: tap.Test, stdout: string): T | undefined {
@@ -226,13 +259,22 @@ t.test('... not even in a system call (strace)', { skip: hasStrace ? false : 'st
   t.teardown(() => {
     try {
       unlinkSync(log);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   });
   // The main thread only (no -f): every native call of the package runs on it. Every syscall that takes an fd.
   const traced = '%desc,pidfd_open,pidfd_send_signal,pidfd_getfd,process_madvise,process_mrelease,waitid,close,ioctl';
-  const r = await runNode([join(FIXTURES, 'fd-closed.js'), FILE], ['strace', '-qq', '-o', log, '-e', `trace=${traced}`]);
+  const r = await runNode(
+    [join(FIXTURES, 'fd-closed.js'), FILE],
+    ['strace', '-qq', '-o', log, '-e', `trace=${traced}`],
+  );
   t.equal(r.signal, null);
-  t.equal(r.code, 0, `the child exited 0 under strace${realStderr(r) ? `; stderr: ${realStderr(r).slice(0, 2000)}` : ''}`);
+  t.equal(
+    r.code,
+    0,
+    `the child exited 0 under strace${realStderr(r) ? `; stderr: ${realStderr(r).slice(0, 2000)}` : ''}`,
+  );
   const rep = parseReport<ClosedReport>(t, r.stdout);
   if (!rep) return;
   checkClosedReport(t, rep);
@@ -244,10 +286,18 @@ t.test('... not even in a system call (strace)', { skip: hasStrace ? false : 'st
   const n = rep.oldFd;
   // Sanity: the trace does see the fd's life before the markers.
   const beforeMarks = lines.slice(0, begin);
-  t.ok(beforeMarks.some((l) => /^pidfd_open\(/.test(l) && l.endsWith(`= ${n}`)), `the trace shows pidfd_open returning ${n}`);
-  t.ok(beforeMarks.some((l) => l.startsWith(`close(${n})`)), `the trace shows close(${n})`);
-  t.ok(beforeMarks.some((l) => /^openat\(.*pidfd-fd-hygiene/.test(l) && l.endsWith(`= ${n}`)),
-    `the trace shows the file opened as ${n}`);
+  t.ok(
+    beforeMarks.some((l) => /^pidfd_open\(/.test(l) && l.endsWith(`= ${n}`)),
+    `the trace shows pidfd_open returning ${n}`,
+  );
+  t.ok(
+    beforeMarks.some((l) => l.startsWith(`close(${n})`)),
+    `the trace shows close(${n})`,
+  );
+  t.ok(
+    beforeMarks.some((l) => /^openat\(.*pidfd-fd-hygiene/.test(l) && l.endsWith(`= ${n}`)),
+    `the trace shows the file opened as ${n}`,
+  );
   // Between the markers every method of the closed PidFd was called: no system call may name fd n.
   const names = (l: string): boolean => {
     const m = /^(\w+)\((.*)$/.exec(l);

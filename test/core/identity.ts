@@ -21,7 +21,11 @@ const pidfs = (() => {
 
 /** Kills `victim`, lets Node reap it, and starts a kill-recorder under its pid (clone3 set_tid). Retries with new
  *  victims when someone else takes the pid first. Returns the dead process's PidFd and the stranger's launcher. */
-async function recycled(t: Test, before?: (p: PidFd) => void, ageMs = 0): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
+async function recycled(
+  t: Test,
+  before?: (p: PidFd) => void,
+  ageMs = 0,
+): Promise<{ stale: PidFd; pid: number; launcher: ChildProcess }> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const victim = sleeper();
     const p = PidFd.fromChild(victim);
@@ -29,8 +33,11 @@ async function recycled(t: Test, before?: (p: PidFd) => void, ageMs = 0): Promis
     if (ageMs > 0) await new Promise((r) => setTimeout(r, ageMs));
     victim.kill('SIGKILL');
     await exited(victim);
-    const launcher = track(spawn(fixture('reuse-spawn'), [String(victim.pid), fixture('kill-recorder'), '0', '0'],
-      { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const launcher = track(
+      spawn(fixture('reuse-spawn'), [String(victim.pid), fixture('kill-recorder'), '0', '0'], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      }),
+    );
     const lines = new Lines(launcher.stdout as Readable);
     const first = await lines.waitFor((x) => x.startsWith('spawned ') || x.startsWith('error '), 'spawned');
     if (!first.startsWith('spawned ')) {
@@ -99,18 +106,28 @@ t.test('adopt: an identity from a live process re-opens that process', async (t)
   q.close();
 });
 
-t.test('adopt: after the process died and its pid was reused, ERR_PIDFD_STALE; the stranger is untouched', async (t) => {
-  let identity = '';
-  const { stale, pid, launcher } = await recycled(t, (p) => (identity = p.identity()));
-  t.equal(existsSync(`/proc/${pid}`), true, 'a stranger has the pid');
-  t.throws(() => PidFd.adopt(identity), {
-    code: 'ERR_PIDFD_STALE', pid, identity, message: new RegExp(`pid ${pid} now belongs to a different process`),
-  });
-  t.throws(() => PidFd.adopt(`${identity}\n`), { code: 'ERR_PIDFD_STALE' }, 'a trailing newline (from a pid file) is fine');
-  launcher.stdin!.end();
-  t.same(await ended(launcher), [0, null], 'the stranger ran on, unsignalled, and exited by itself');
-  stale.close();
-});
+t.test(
+  'adopt: after the process died and its pid was reused, ERR_PIDFD_STALE; the stranger is untouched',
+  async (t) => {
+    let identity = '';
+    const { stale, pid, launcher } = await recycled(t, (p) => (identity = p.identity()));
+    t.equal(existsSync(`/proc/${pid}`), true, 'a stranger has the pid');
+    t.throws(() => PidFd.adopt(identity), {
+      code: 'ERR_PIDFD_STALE',
+      pid,
+      identity,
+      message: new RegExp(`pid ${pid} now belongs to a different process`),
+    });
+    t.throws(
+      () => PidFd.adopt(`${identity}\n`),
+      { code: 'ERR_PIDFD_STALE' },
+      'a trailing newline (from a pid file) is fine',
+    );
+    launcher.stdin!.end();
+    t.same(await ended(launcher), [0, null], 'the stranger ran on, unsignalled, and exited by itself');
+    stale.close();
+  },
+);
 
 t.test('adopt: no process with that pid any more: ESRCH', async (t) => {
   const child = sleeper();
@@ -135,7 +152,14 @@ t.test('adopt: an identity from another boot is stale without looking at the pid
 
 t.test('adopt: bad input', async (t) => {
   t.throws(() => PidFd.adopt(12 as never), { code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' });
-  for (const bad of ['', 'pidfd1:x:ino:1:1', `pidfd1:${BOOT}:inode:1:1`, `pidfd1:${BOOT}:ino:1:0`, `pidfd1:${BOOT}:ino:1:99999999`, `${process.pid}`]) {
+  for (const bad of [
+    '',
+    'pidfd1:x:ino:1:1',
+    `pidfd1:${BOOT}:inode:1:1`,
+    `pidfd1:${BOOT}:ino:1:0`,
+    `pidfd1:${BOOT}:ino:1:99999999`,
+    `${process.pid}`,
+  ]) {
     t.throws(() => PidFd.adopt(bad), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(bad));
   }
 });

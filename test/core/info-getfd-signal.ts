@@ -3,7 +3,15 @@
 import t from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
 import {
-  closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync,
+  closeSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,16 +48,33 @@ function lineReader(stream: Readable): () => Promise<string> {
 /** Pid, PPid, Tgid and the four uids and gids from /proc/<pid>/status. */
 function status(pid: number | 'self'): Record<string, number> {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string): number[] => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)![1].trim().split(/\s+/).map(Number);
+  const field = (name: string): number[] =>
+    new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)![1].trim().split(/\s+/).map(Number);
   const [ruid, euid, suid, fsuid] = field('Uid');
   const [rgid, egid, sgid, fsgid] = field('Gid');
-  return { pid: field('Pid')[0], tgid: field('Tgid')[0], ppid: field('PPid')[0], ruid, euid, suid, fsuid, rgid, egid, sgid, fsgid };
+  return {
+    pid: field('Pid')[0],
+    tgid: field('Tgid')[0],
+    ppid: field('PPid')[0],
+    ruid,
+    euid,
+    suid,
+    fsuid,
+    rgid,
+    egid,
+    sgid,
+    fsgid,
+  };
 }
 
 /** The inode number of the process's cgroup v2 directory (which is its cgroup id), if cgroup2 is mounted. */
 function cgroupInode(pid: number | 'self'): bigint | undefined {
-  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  const mount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l));
+  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
+  const mount = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => / - cgroup2 /.test(l));
   if (line === undefined || mount === undefined) return undefined;
   return statSync(join(mount.split(' ')[4], line.slice(3)), { bigint: true }).ino;
 }
@@ -90,10 +115,18 @@ t.test('info() on a child running under other ids', async (t) => {
 t.test('info() on reaped children: the exit status', async (t) => {
   const supported = capabilities().pidfdInfoExit;
   const cases: [string, () => ChildProcess, (c: ChildProcess) => void, object][] = [
-    ['exit code 7', () => spawn('sh', ['-c', 'read x; exit 7'], { stdio: ['pipe', 'ignore', 'ignore'] }),
-      (c) => c.stdin!.end('go\n'), { code: 7, signal: null }],
-    ['exit code 0', () => spawn('sh', ['-c', 'read x; exit 0'], { stdio: ['pipe', 'ignore', 'ignore'] }),
-      (c) => c.stdin!.end('go\n'), { code: 0, signal: null }],
+    [
+      'exit code 7',
+      () => spawn('sh', ['-c', 'read x; exit 7'], { stdio: ['pipe', 'ignore', 'ignore'] }),
+      (c) => c.stdin!.end('go\n'),
+      { code: 7, signal: null },
+    ],
+    [
+      'exit code 0',
+      () => spawn('sh', ['-c', 'read x; exit 0'], { stdio: ['pipe', 'ignore', 'ignore'] }),
+      (c) => c.stdin!.end('go\n'),
+      { code: 0, signal: null },
+    ],
     ['killed by SIGKILL', () => sleeper(), (c) => c.kill('SIGKILL'), { code: null, signal: 'SIGKILL' }],
     ['killed by SIGTERM', () => sleeper(), (c) => c.kill('SIGTERM'), { code: null, signal: 'SIGTERM' }],
   ];
@@ -164,8 +197,11 @@ t.test('getfd returns a working, close-on-exec copy of a child fd', async (t) =>
   t.equal(a.dev, b.dev, 'same device');
   t.equal(writeSync(copy, 'hello'), 5, 'writable through the copy');
   t.equal(readFileSync(file, 'utf8'), 'hello', 'the write reached the file');
-  t.match(readFileSync(`/proc/${child.pid}/fdinfo/3`, 'utf8'), /^pos:\s+5$/m,
-    "one open file description: the child's file offset moved with our write");
+  t.match(
+    readFileSync(`/proc/${child.pid}/fdinfo/3`, 'utf8'),
+    /^pos:\s+5$/m,
+    "one open file description: the child's file offset moved with our write",
+  );
   const flags = parseInt(/^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${copy}`, 'utf8'))![1], 8);
   t.ok(flags & 0o2000000, 'O_CLOEXEC is set on the copy');
   const buf = Buffer.alloc(5);
@@ -181,8 +217,11 @@ t.test('getfd returns a working, close-on-exec copy of a child fd', async (t) =>
   t.equal(await got, 'through the copy', "a write through the copy of the child's stdout arrives on child.stdout");
   closeSync(out);
 
-  t.throws(() => p.getfd(999), { code: 'EBADF', errno: -9, syscall: 'pidfd_getfd', message: /^EBADF: / },
-    'an fd the child does not have');
+  t.throws(
+    () => p.getfd(999),
+    { code: 'EBADF', errno: -9, syscall: 'pidfd_getfd', message: /^EBADF: / },
+    'an fd the child does not have',
+  );
   child.kill('SIGKILL');
   await exited(child);
   t.throws(() => p.getfd(3), { code: 'ESRCH', syscall: 'pidfd_getfd' }, 'the child is gone');
@@ -213,13 +252,20 @@ t.test('kill(sig, { value }) delivers the value: the target reads it from si_val
   // Real-time signals queue: every value arrives, in order.
   for (const value of [1, 2, 3]) t.equal(p.kill(40, { value }), true);
   for (const value of [1, 2, 3]) {
-    t.same(await report(), { signo: 40, code: SI_QUEUE, value, pid: process.pid, uid }, `real-time signal, value ${value}`);
+    t.same(
+      await report(),
+      { signo: 40, code: SI_QUEUE, value, pid: process.pid, uid },
+      `real-time signal, value ${value}`,
+    );
   }
 
   t.equal(p.kill('SIGUSR2'), true);
   const plain = await report();
-  t.same({ signo: plain.signo, code: plain.code, pid: plain.pid }, { signo: 12, code: SI_USER, pid: process.pid },
-    'without a value: an ordinary kill (SI_USER) from us');
+  t.same(
+    { signo: plain.signo, code: plain.code, pid: plain.pid },
+    { signo: 12, code: SI_USER, pid: process.pid },
+    'without a value: an ordinary kill (SI_USER) from us',
+  );
 
   t.equal(p.kill('SIGKILL'), true);
   t.same(await p.waitExit(), { pid: child.pid, code: null, signal: 'SIGKILL', source: 'waitid' });

@@ -4,7 +4,15 @@
 import t from 'tap';
 import { ChildProcess, spawn } from 'node:child_process';
 import {
-  closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statfsSync, writeSync,
+  closeSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statfsSync,
+  writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +57,8 @@ async function start(): Promise<Target> {
   const proc = track(spawn(bin, [file], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const r = await new Promise<Target['r']>((resolve, reject) => {
     let out = '';
-    const onExit = (code: number | null, sig: string | null): void => reject(new Error(`fixture died: ${code} ${sig}\n${out}`));
+    const onExit = (code: number | null, sig: string | null): void =>
+      reject(new Error(`fixture died: ${code} ${sig}\n${out}`));
     proc.once('exit', onExit);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -108,7 +117,10 @@ function smapsField(pid: number, address: bigint, field: string): { kb: number; 
 
 /** Single pages: every other page of `region`, `count` of them. */
 function everyOtherPage(region: Region, count: number): { address: bigint; length: number }[] {
-  return Array.from({ length: count }, (_, i) => ({ address: region.address + BigInt(2 * i) * BIG_PAGE, length: PAGE }));
+  return Array.from({ length: count }, (_, i) => ({
+    address: region.address + BigInt(2 * i) * BIG_PAGE,
+    length: PAGE,
+  }));
 }
 
 function thpMode(): string {
@@ -131,16 +143,22 @@ t.test('each advice returns the bytes advised', async (t) => {
   t.equal(p.madvise('willneed', [r.anon]), r.anon.length, 'willneed over the anonymous region');
   t.equal(p.madvise('pageout', [r.anon, r.file]), r.anon.length + r.file.length, 'pageout over two ranges: the sum');
   t.equal(p.madvise('cold', [{ address: r.anon.address, length: BigInt(8 * PAGE) }]), 8 * PAGE, 'a bigint length');
-  t.equal(p.madvise('cold', [{ address: r.anon.address, length: 100 }]), 100,
-    'a length that is not a page multiple covers the partial page and counts as given');
+  t.equal(
+    p.madvise('cold', [{ address: r.anon.address, length: 100 }]),
+    100,
+    'a length that is not a page multiple covers the partial page and counts as given',
+  );
   t.equal(p.madvise('cold', []), 0, 'no ranges: nothing advised');
   t.equal(p.madvise('cold', [{ address: r.anon.address, length: 0 }]), 0, 'an empty range: nothing advised');
 
   // Collapse needs transparent huge pages: with THP 'never' the kernel refuses with EINVAL.
   const mode = thpMode();
   if (mode === 'never') {
-    t.throws(() => p.madvise('collapse', [r.thp]), { code: 'EINVAL', syscall: 'process_madvise', errno: -22 },
-      `THP is '${mode}': collapse is refused with EINVAL`);
+    t.throws(
+      () => p.madvise('collapse', [r.thp]),
+      { code: 'EINVAL', syscall: 'process_madvise', errno: -22 },
+      `THP is '${mode}': collapse is refused with EINVAL`,
+    );
   } else {
     const before = smapsField(target.pid, r.thp.address, 'AnonHugePages').kb;
     if (mode !== 'always') t.equal(before, 0, `THP '${mode}': no huge page before the collapse`);
@@ -161,8 +179,11 @@ t.test('many ranges are sent in batches and the total is right', async (t) => {
   // One range larger than the per-call byte cap (INT_MAX rounded down to a page) is split across calls.
   t.ok(r.huge.length > 2 ** 31, 'the huge region is larger than one call can advise');
   t.equal(p.madvise('cold', [r.huge]), r.huge.length, '3 GiB + 3 pages in one range');
-  t.equal(p.madvise('cold', [r.anon, r.huge, r.big]), r.anon.length + r.huge.length + r.big.length,
-    'the huge range between two ordinary ones');
+  t.equal(
+    p.madvise('cold', [r.anon, r.huge, r.big]),
+    r.anon.length + r.huge.length + r.big.length,
+    'the huge range between two ordinary ones',
+  );
   await stop(target);
 });
 
@@ -173,14 +194,22 @@ t.test('an unmapped range stops the list: ENOMEM with the bytes advised before i
   const shape = { code: 'ENOMEM', errno: -12, syscall: 'process_madvise' };
 
   t.throws(() => p.madvise('cold', [gap]), { ...shape, bytesAdvised: 0 }, 'an unmapped page alone');
-  t.throws(() => p.madvise('cold', [r.hole]), { ...shape, bytesAdvised: 0 },
-    'a range with an unmapped page inside it counts nothing');
-  const err = t.throws(() => p.madvise('cold', [
-    { address: r.anon.address, length: 4 * PAGE },
-    { address: r.file.address, length: 4 * PAGE },
-    gap,
-    { address: r.anon.address + 8n * BIG_PAGE, length: 4 * PAGE },
-  ]), { ...shape, bytesAdvised: 8 * PAGE }, 'third of four ranges unmapped: the first two counted') as Error;
+  t.throws(
+    () => p.madvise('cold', [r.hole]),
+    { ...shape, bytesAdvised: 0 },
+    'a range with an unmapped page inside it counts nothing',
+  );
+  const err = t.throws(
+    () =>
+      p.madvise('cold', [
+        { address: r.anon.address, length: 4 * PAGE },
+        { address: r.file.address, length: 4 * PAGE },
+        gap,
+        { address: r.anon.address + 8n * BIG_PAGE, length: 4 * PAGE },
+      ]),
+    { ...shape, bytesAdvised: 8 * PAGE },
+    'third of four ranges unmapped: the first two counted',
+  ) as Error;
   t.match(err?.message, /^ENOMEM: .*, process_madvise$/, 'a Node-style message');
 
   // In the third batch of a long list: the two full batches before it and the part of the third before the gap.
@@ -199,21 +228,33 @@ t.test('wrong advice and unaligned ranges are refused', async (t) => {
   const target = await start();
   const { p, r } = target;
   for (const advice of ['dontneed', 'free', 'COLD', '', 'toString', 'constructor', '__proto__']) {
-    t.throws(() => p.madvise(advice as 'cold', [r.anon]), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' },
-      `advice '${advice}'`);
+    t.throws(
+      () => p.madvise(advice as 'cold', [r.anon]),
+      { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' },
+      `advice '${advice}'`,
+    );
   }
-  t.throws(() => p.madvise(21 as unknown as 'cold', [r.anon]), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' },
-    'advice as a number (MADV_PAGEOUT)');
+  t.throws(
+    () => p.madvise(21 as unknown as 'cold', [r.anon]),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' },
+    'advice as a number (MADV_PAGEOUT)',
+  );
   for (const offset of [1n, 8n, BIG_PAGE / 2n, BIG_PAGE - 1n]) {
-    t.throws(() => p.madvise('cold', [{ address: r.anon.address + offset, length: PAGE }]),
+    t.throws(
+      () => p.madvise('cold', [{ address: r.anon.address + offset, length: PAGE }]),
       { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /ranges\[0\]\.address.*multiple of the page size/ },
-      `address + ${offset} is not page-aligned`);
+      `address + ${offset} is not page-aligned`,
+    );
   }
-  t.throws(() => p.madvise('cold', [r.anon, { address: r.anon.address + 1n, length: PAGE }]),
-    { code: 'ERR_INVALID_ARG_VALUE', message: /ranges\[1\]\.address/ }, 'the error names the range');
+  t.throws(
+    () => p.madvise('cold', [r.anon, { address: r.anon.address + 1n, length: PAGE }]),
+    { code: 'ERR_INVALID_ARG_VALUE', message: /ranges\[1\]\.address/ },
+    'the error names the range',
+  );
 
   // Below the API the kernel refuses them too: advice process_madvise does not take, and unaligned starts.
-  const raw = (addr: bigint, advice: number): number => native.madvise(p.fd, BigUint64Array.from([addr, BIG_PAGE]), advice);
+  const raw = (addr: bigint, advice: number): number =>
+    native.madvise(p.fd, BigUint64Array.from([addr, BIG_PAGE]), advice);
   t.equal(raw(r.anon.address, constants.MADV_COLD), PAGE, 'the raw call works with good arguments');
   t.equal(raw(r.anon.address, 4 /* MADV_DONTNEED */), -22, 'MADV_DONTNEED: EINVAL from the kernel');
   t.equal(raw(r.anon.address + 1n, constants.MADV_COLD), -22, 'an unaligned address: EINVAL from the kernel');
@@ -244,8 +285,11 @@ t.test('pageout drops the resident pages of a file mapping; anonymous pages need
   t.equal(presentPages(pid, r.anon.address, anonPages), anonPages, 'the anonymous region is resident');
   t.equal(p.madvise('pageout', [r.anon]), r.anon.length, 'pageout of anonymous memory reports its bytes');
   if (noSwap()) {
-    t.equal(presentPages(pid, r.anon.address, anonPages), anonPages,
-      'no swap here: anonymous pages cannot be paged out, so they all stay resident');
+    t.equal(
+      presentPages(pid, r.anon.address, anonPages),
+      anonPages,
+      'no swap here: anonymous pages cannot be paged out, so they all stay resident',
+    );
   } else {
     t.ok(presentPages(pid, r.anon.address, anonPages) <= anonPages, 'with swap, some may have gone');
   }

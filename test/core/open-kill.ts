@@ -45,7 +45,10 @@ interface Recorder {
 /** Starts test/fixtures/kill-recorder.c: records every signal it gets, until its stdin closes. */
 async function recorder(t: Test, threads = 0, children = 0, detached = false): Promise<Recorder> {
   const child = track(
-    spawn(fixture('kill-recorder'), [String(threads), String(children)], { stdio: ['pipe', 'pipe', 'inherit'], detached }),
+    spawn(fixture('kill-recorder'), [String(threads), String(children)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      detached,
+    }),
   );
   const out = new Lines(child.stdout as Readable);
   const ready = await out.waitFor((l) => l.startsWith('ready '), 'ready');
@@ -59,7 +62,9 @@ async function recorder(t: Test, threads = 0, children = 0, detached = false): P
     async finish() {
       child.stdin?.end();
       const [code, signal] = await ended(child);
-      await new Promise<void>((resolve) => (child.stdout?.readableEnded ? resolve() : child.stdout?.once('end', resolve)));
+      await new Promise<void>((resolve) =>
+        child.stdout?.readableEnded ? resolve() : child.stdout?.once('end', resolve),
+      );
       return { lines: out.all, code, signal };
     },
   };
@@ -224,8 +229,16 @@ t.test('kill delivers siginfo: SI_USER, or SI_QUEUE with a value', async (t) => 
   const { lines, code } = await rec.finish();
   t.equal(code, 0, 'the recorder survived and exited by itself');
   const got = signalsOf(lines);
-  t.has(got.find((s) => s.sig === SIGUSR2), { sig: SIGUSR2, pid: rec.pid, code: SI_USER }, 'plain signal: SI_USER');
-  t.has(got.find((s) => s.sig === SIGUSR1), { sig: SIGUSR1, pid: rec.pid, code: SI_QUEUE, value: 42 }, 'value: SI_QUEUE');
+  t.has(
+    got.find((s) => s.sig === SIGUSR2),
+    { sig: SIGUSR2, pid: rec.pid, code: SI_USER },
+    'plain signal: SI_USER',
+  );
+  t.has(
+    got.find((s) => s.sig === SIGUSR1),
+    { sig: SIGUSR1, pid: rec.pid, code: SI_QUEUE, value: 42 },
+    'value: SI_QUEUE',
+  );
   t.equal(got.length, 2, 'exactly the two signals sent');
   p.close();
 });
@@ -280,11 +293,18 @@ t.test("kill with scope 'process-group' reaches every member and nobody else", a
   t.equal(o.code, 0);
   const got = signalsOf(g.lines);
   t.same(
-    got.filter((s) => s.sig === SIGUSR1).map((s) => s.pid).sort(),
+    got
+      .filter((s) => s.sig === SIGUSR1)
+      .map((s) => s.pid)
+      .sort(),
     [group.pid, ...group.children].sort(),
     'every member got the group signal once',
   );
-  t.same(got.filter((s) => s.sig === SIGUSR2).map((s) => s.pid), [group.pid], 'only the leader got the process signal');
+  t.same(
+    got.filter((s) => s.sig === SIGUSR2).map((s) => s.pid),
+    [group.pid],
+    'only the leader got the process signal',
+  );
   t.equal(got.length, 4);
   t.same(signalsOf(o.lines), [], 'the outsider got nothing');
   t.equal(p.kill('SIGUSR1', { scope: 'process-group' }), false, 'the whole group has exited: false');
@@ -319,7 +339,7 @@ t.test('an own child that is a zombie: exited, kill returns false', async (t) =>
   p.close();
 });
 
-t.test("a non-child zombie (its parent does not reap): exited, kill returns false", async (t) => {
+t.test('a non-child zombie (its parent does not reap): exited, kill returns false', async (t) => {
   const tree = track(spawn(fixture('wait-tree'), ['noreap'], { stdio: ['pipe', 'pipe', 'inherit'] }));
   t.teardown(() => {
     tree.kill('SIGTERM');
@@ -336,8 +356,11 @@ t.test("a non-child zombie (its parent does not reap): exited, kill returns fals
   t.equal(p.kill(0), false);
   t.equal(procState(pid), 'Z');
   tree.kill('SIGUSR2'); // now the parent reaps it
-  t.match(await out.waitFor((l) => l.startsWith('reaped '), 'reaped'), `reaped pid=${pid} code=7 signal=0`,
-    'it ended by its own exit(7), nothing we sent');
+  t.match(
+    await out.waitFor((l) => l.startsWith('reaped '), 'reaped'),
+    `reaped pid=${pid} code=7 signal=0`,
+    'it ended by its own exit(7), nothing we sent',
+  );
   t.equal(p.kill(), false, 'reaped: still false');
   p.close();
   tree.kill('SIGTERM');
@@ -358,7 +381,9 @@ t.test('pid reuse — a stale PidFd never signals the process that inherited its
     const p = PidFd.fromChild(victim);
     t.equal(p.kill('SIGKILL'), true);
     t.same(await ended(victim), [null, 'SIGKILL']); // Node has reaped it: the pid number is free
-    const l = track(spawn(spawner, [String(victim.pid), recorderBin, '0', '0'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const l = track(
+      spawn(spawner, [String(victim.pid), recorderBin, '0', '0'], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
     const lines = new Lines(l.stdout as Readable);
     const first = await lines.waitFor((x) => x.startsWith('spawned ') || x.startsWith('error '), 'spawned');
     if (first.startsWith('error 17 ')) {
@@ -366,7 +391,7 @@ t.test('pid reuse — a stale PidFd never signals the process that inherited its
       await ended(l);
       continue;
     }
-    t.equal(first, `spawned ${victim.pid}`, 'clone3 set_tid gave the new process the dead one\'s pid');
+    t.equal(first, `spawned ${victim.pid}`, "clone3 set_tid gave the new process the dead one's pid");
     stale = p;
     pid = victim.pid as number;
     launcher = l;
@@ -408,7 +433,10 @@ t.test('pid reuse — a stale PidFd never signals the process that inherited its
     [SIGUSR1],
     'the stranger received only the control signal: nothing from the stale PidFd',
   );
-  t.not(signalsOf(out.all).some((s) => s.sig === SIGTERM), true);
+  t.not(
+    signalsOf(out.all).some((s) => s.sig === SIGTERM),
+    true,
+  );
   stale.close();
   fresh.close();
 });
@@ -429,7 +457,9 @@ t.test("a thread pidfd: scope 'process' (the default) still signals the whole pr
   });
   const tid = Number(await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d)))));
   const pending = (path: string, field: string): bigint =>
-    BigInt('0x' + (new RegExp(`^${field}:\\s+([0-9a-f]+)`, 'm').exec(readFileSync(path, 'utf8')) as RegExpExecArray)[1]);
+    BigInt(
+      '0x' + (new RegExp(`^${field}:\\s+([0-9a-f]+)`, 'm').exec(readFileSync(path, 'utf8')) as RegExpExecArray)[1],
+    );
   const bit = (sig: number): bigint => 1n << BigInt(sig - 1);
   const tp = PidFd.open(tid, { thread: true });
   t.equal(tp.kill('SIGUSR1'), true);

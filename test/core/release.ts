@@ -105,7 +105,12 @@ t.test('release() on a live process that is not dying throws EINVAL and frees no
   const p = PidFd.open(h.pid);
   const before = rssAnon(h.pid);
   t.ok(before >= TOUCHED, `the hog has touched its memory (${mib(before)})`);
-  t.throws(() => p.release(), { code: 'EINVAL', errno: -22, syscall: 'process_mrelease', message: /^EINVAL: .*SIGKILL/ });
+  t.throws(() => p.release(), {
+    code: 'EINVAL',
+    errno: -22,
+    syscall: 'process_mrelease',
+    message: /^EINVAL: .*SIGKILL/,
+  });
   const after = rssAnon(h.pid);
   t.ok(after >= TOUCHED, `its memory is still there (${mib(after)})`);
   t.ok(['S', 'R'].includes(procState(h.pid) as string), 'it is alive');
@@ -130,12 +135,16 @@ t.test('kill(SIGKILL) + release() gets 1 GiB back before anyone reaps the victim
     const after = rssAnon(h.pid);
     const cgAfter = cg?.anon();
     t.type(released, 'boolean');
-    t.ok(existsSync(`/proc/${h.pid}`), 'not reaped: the numbers read are the victim\'s own');
+    t.ok(existsSync(`/proc/${h.pid}`), "not reaped: the numbers read are the victim's own");
     t.ok(after < NEAR_ZERO, `victim ${i}: release() returned ${released}; anonymous RSS right after: ${mib(after)}`);
     if (released) {
       // We reaped its address space ourselves (the oom reaper's work, done in our context): the pages are free now.
       releasedCount++;
-      if (cg) t.ok((cgAfter as number) < NEAR_ZERO, `victim ${i}: its cgroup confirms: ${mib(cgAfter as number)} right after`);
+      if (cg)
+        t.ok(
+          (cgAfter as number) < NEAR_ZERO,
+          `victim ${i}: its cgroup confirms: ${mib(cgAfter as number)} right after`,
+        );
     } else {
       // ESRCH: the victim ran first and had already let go of its mm (exit_mm), so /proc shows no memory lines at
       // all ("missing" reads as 0 above); its own exit is freeing the pages, possibly still at this moment.
@@ -153,7 +162,9 @@ t.test('kill(SIGKILL) + release() gets 1 GiB back before anyone reaps the victim
     p.close();
     t.throws(() => p.release(), { code: 'ERR_PIDFD_CLOSED' });
   }
-  t.comment(`release() returned true for ${releasedCount} of ${VICTIMS} victims (false: the victim freed itself first)`);
+  t.comment(
+    `release() returned true for ${releasedCount} of ${VICTIMS} victims (false: the victim freed itself first)`,
+  );
 });
 
 // The v1 freezer holds a SIGKILLed task where it is, so its memory stays mapped until someone else frees it: here
@@ -162,41 +173,45 @@ t.test('kill(SIGKILL) + release() gets 1 GiB back before anyone reaps the victim
 const FREEZER = '/sys/fs/cgroup/freezer';
 const freezerOk = existsSync(`${FREEZER}/cgroup.procs`) && process.getuid?.() === 0;
 
-t.test('release() alone frees the memory of a SIGKILLed victim that cannot run (cgroup v1 freezer)', { skip: freezerOk ? false : 'needs root and a cgroup v1 freezer' }, async (t) => {
-  const dir = `${FREEZER}/pidfd-test-release-${process.pid}`;
-  mkdirSync(dir);
-  t.teardown(() => removeCgroup(dir)); // teardowns run last-registered first: this one runs last
-  const state = (): string => readFileSync(`${dir}/freezer.state`, 'utf8').trim();
-  const h = await hog(t);
-  // Runs before hog()'s own teardown: a frozen hog cannot die, so thaw it first or the holder waits forever.
-  t.teardown(() => writeFileSync(`${dir}/freezer.state`, 'THAWED'));
-  writeFileSync(`${dir}/cgroup.procs`, String(h.pid));
-  writeFileSync(`${dir}/freezer.state`, 'FROZEN');
-  for (let i = 0; state() !== 'FROZEN'; i++) {
-    if (i > 1000) throw new Error(`the hog never froze: ${state()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+t.test(
+  'release() alone frees the memory of a SIGKILLed victim that cannot run (cgroup v1 freezer)',
+  { skip: freezerOk ? false : 'needs root and a cgroup v1 freezer' },
+  async (t) => {
+    const dir = `${FREEZER}/pidfd-test-release-${process.pid}`;
+    mkdirSync(dir);
+    t.teardown(() => removeCgroup(dir)); // teardowns run last-registered first: this one runs last
+    const state = (): string => readFileSync(`${dir}/freezer.state`, 'utf8').trim();
+    const h = await hog(t);
+    // Runs before hog()'s own teardown: a frozen hog cannot die, so thaw it first or the holder waits forever.
+    t.teardown(() => writeFileSync(`${dir}/freezer.state`, 'THAWED'));
+    writeFileSync(`${dir}/cgroup.procs`, String(h.pid));
+    writeFileSync(`${dir}/freezer.state`, 'FROZEN');
+    for (let i = 0; state() !== 'FROZEN'; i++) {
+      if (i > 1000) throw new Error(`the hog never froze: ${state()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
 
-  const p = PidFd.open(h.pid);
-  t.ok(rssAnon(h.pid) >= TOUCHED, 'frozen hog holds 1 GiB');
-  t.equal(p.kill('SIGKILL'), true);
-  // Give the victim every chance to free its memory itself: it cannot, while frozen.
-  await new Promise((r) => setTimeout(r, 200));
-  const held = rssAnon(h.pid);
-  t.ok(held >= TOUCHED, `SIGKILLed but frozen, it still holds ${mib(held)}`);
-  t.equal(p.exited, false, 'and it has not exited');
+    const p = PidFd.open(h.pid);
+    t.ok(rssAnon(h.pid) >= TOUCHED, 'frozen hog holds 1 GiB');
+    t.equal(p.kill('SIGKILL'), true);
+    // Give the victim every chance to free its memory itself: it cannot, while frozen.
+    await new Promise((r) => setTimeout(r, 200));
+    const held = rssAnon(h.pid);
+    t.ok(held >= TOUCHED, `SIGKILLed but frozen, it still holds ${mib(held)}`);
+    t.equal(p.exited, false, 'and it has not exited');
 
-  t.equal(p.release(), true, 'release() reaped it');
-  const after = rssAnon(h.pid);
-  t.ok(after < NEAR_ZERO, `its anonymous RSS right after release(): ${mib(after)}`);
-  t.equal(p.exited, false, 'while it is still frozen, unable to exit');
-  t.equal(p.release(), true, 'a second release() on the already-reaped victim: nothing left to do, still true');
+    t.equal(p.release(), true, 'release() reaped it');
+    const after = rssAnon(h.pid);
+    t.ok(after < NEAR_ZERO, `its anonymous RSS right after release(): ${mib(after)}`);
+    t.equal(p.exited, false, 'while it is still frozen, unable to exit');
+    t.equal(p.release(), true, 'a second release() on the already-reaped victim: nothing left to do, still true');
 
-  writeFileSync(`${dir}/freezer.state`, 'THAWED');
-  t.match(await h.reap(), `reaped pid=${h.pid} code=-1 signal=9`, 'thawed, it finishes dying of SIGKILL');
-  t.equal(p.release(), false, 'reaped: false');
-  p.close();
-});
+    writeFileSync(`${dir}/freezer.state`, 'THAWED');
+    t.match(await h.reap(), `reaped pid=${h.pid} code=-1 signal=9`, 'thawed, it finishes dying of SIGKILL');
+    t.equal(p.release(), false, 'reaped: false');
+    p.close();
+  },
+);
 
 t.test('release() on a closed PidFd, and on a reaped child', async (t) => {
   const child = sleeper();

@@ -2,8 +2,18 @@
 // invisible, an unprivileged user. Each runs test/fixtures/restricted-probe.js there, which tries every call on
 // its own child and on an outside process and reports each outcome; a crash would leave no report.
 import t from 'tap';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync,
-  statSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ensureDist } from '../helpers/dist';
@@ -64,8 +74,11 @@ function readableCopy(): { probe: string; node: string; dir: string } {
   return { probe: join(dir, 'test', 'fixtures', 'restricted-probe.js'), node, dir };
 }
 
-async function probe(prefix: string[], outsider = 0, copy?: { probe: string; node: string; dir: string }):
-  Promise<Report> {
+async function probe(
+  prefix: string[],
+  outsider = 0,
+  copy?: { probe: string; node: string; dir: string },
+): Promise<Report> {
   const r = await runNode([copy?.probe ?? PROBE, String(outsider)], prefix, copy && { node: copy.node, cwd: copy.dir });
   if (r.code !== 0 || r.signal !== null) {
     throw new Error(`probe under ${prefix.join(' ')} ended with ${r.code ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
@@ -78,12 +91,23 @@ const unsupported = (o: Outcome | undefined) => o?.code === 'ERR_PIDFD_UNSUPPORT
 
 t.test('seccomp: process_mrelease and PIDFD_GET_INFO hidden (ENOSYS) or forbidden (EPERM)', async (t) => {
   const run = fixture('seccomp-run');
-  for (const [errno, what] of [[ENOSYS, 'ENOSYS'], [EPERM, 'EPERM']] as const) {
+  for (const [errno, what] of [
+    [ENOSYS, 'ENOSYS'],
+    [EPERM, 'EPERM'],
+  ] as const) {
     const r = await probe([run, String(errno), 'process_mrelease', 'pidfd_get_info', '--']);
-    t.same(missing(r).sort(), ['pidfdGetInfo', 'pidfdInfoExit', 'processMrelease'], `${what}: capabilities() says which`);
+    t.same(
+      missing(r).sort(),
+      ['pidfdGetInfo', 'pidfdInfoExit', 'processMrelease'],
+      `${what}: capabilities() says which`,
+    );
     t.ok(unsupported(r.own.info), `${what}: info() is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.own.releaseLive) && unsupported(r.own.release), `${what}: release() is ERR_PIDFD_UNSUPPORTED`);
-    t.match(r.own.release.message, what === 'EPERM' ? /refused it with EPERM/ : /needs Linux 5\.15/, `${what}: the message says why`);
+    t.match(
+      r.own.release.message,
+      what === 'EPERM' ? /refused it with EPERM/ : /needs Linux 5\.15/,
+      `${what}: the message says why`,
+    );
     t.same([r.own.open?.ok, r.own.kill?.ok, r.own.getfd?.ok], [true, true, true], `${what}: open, kill, getfd work`);
     t.match(r.own.waitExit?.ok, { signal: 'SIGKILL', source: 'waitid' }, `${what}: waitExit works`);
   }
@@ -95,7 +119,11 @@ t.test('seccomp: pidfd_open forbidden: everything reports itself missing, nothin
   t.teardown(() => outside.kill('SIGKILL'));
   for (const errno of [ENOSYS, EPERM]) {
     const r = await probe([run, String(errno), 'pidfd_open', '--'], outside.pid);
-    t.same(missing(r).length, Object.keys(r.caps).length, `errno ${errno}: all ${missing(r).length} capabilities missing`);
+    t.same(
+      missing(r).length,
+      Object.keys(r.caps).length,
+      `errno ${errno}: all ${missing(r).length} capabilities missing`,
+    );
     t.ok(unsupported(r.own.open), `errno ${errno}: fromChild is ERR_PIDFD_UNSUPPORTED`);
     t.ok(unsupported(r.outsider.open), `errno ${errno}: open is ERR_PIDFD_UNSUPPORTED`);
   }

@@ -23,7 +23,7 @@ t.test('the core subset over the helper thread on Node', async (t) => {
   t.equal(r.status, 0, `it exits 0 (signal ${r.signal}) ${r.stderr.slice(-500)}`);
 });
 
-t.test('PIDFD_WATCHER=thread starts one helper thread per environment, and exits cleanly with waits unref\'d', (t) => {
+t.test("PIDFD_WATCHER=thread starts one helper thread per environment, and exits cleanly with waits unref'd", (t) => {
   const script = `
     const { readdirSync } = require('node:fs');
     const { spawn } = require('node:child_process');

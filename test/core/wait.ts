@@ -148,7 +148,12 @@ t.test('a zombie nobody reaps resolves with nulls, and a later wait sees the rea
   // 'none' is not final: once the parent reaps, the kernel has the status.
   tr.parent.kill('SIGUSR2');
   t.match(await tr.reaped(), STATUS_LINE(5, 0));
-  t.same(await guarded(p.waitExit(), 'waitExit after the reap'), { pid: tr.pid, code: 5, signal: null, source: 'pidfd-info' });
+  t.same(await guarded(p.waitExit(), 'waitExit after the reap'), {
+    pid: tr.pid,
+    code: 5,
+    signal: null,
+    source: 'pidfd-info',
+  });
   p.close();
 });
 
@@ -180,8 +185,11 @@ t.test('processes that exited before the wait started', async (t) => {
   const b = track(spawn('sh', ['-c', 'exit 255'], { stdio: 'ignore' }));
   const pb = PidFd.fromChild(b);
   t.same(await ended(b), [255, null]);
-  t.same(await guarded(pb.waitExit(), 'waitExit'), { pid: b.pid, code: 255, signal: null, source: 'pidfd-info' },
-    'reaped child: the status the kernel kept');
+  t.same(
+    await guarded(pb.waitExit(), 'waitExit'),
+    { pid: b.pid, code: 255, signal: null, source: 'pidfd-info' },
+    'reaped child: the status the kernel kept',
+  );
   pb.close();
 
   // Own child killed by a signal, already reaped.
@@ -208,7 +216,13 @@ t.test('many concurrent waits on one PidFd all resolve with the same info', asyn
   const ac = new AbortController();
   const waits: Promise<ExitInfo>[] = [];
   for (let i = 0; i < 40; i++) {
-    const opts = [{}, { ref: false }, { timeout: 600_000 }, { signal: ac.signal }, { timeout: 600_000, signal: ac.signal, ref: false }];
+    const opts = [
+      {},
+      { ref: false },
+      { timeout: 600_000 },
+      { signal: ac.signal },
+      { timeout: 600_000, signal: ac.signal, ref: false },
+    ];
     waits.push(p.waitExit(opts[i % opts.length]));
   }
   t.equal(pendingWatches(), base + 1, 'all of them share one registration');
@@ -248,7 +262,12 @@ t.test('waitExit with a timeout', async (t) => {
   await t.rejects(p.waitExit({ timeout: 20, ref: false }), { code: 'ETIMEDOUT' }, "unref'd timeout fires too");
   t.equal(pendingWatches(), base + 1, 'the other wait is still registered');
   p.kill('SIGTERM');
-  assertOwnChildExit(t, await guarded(longWait, 'the other wait'), { pid, code: null, signal: 'SIGTERM' }, 'the other wait');
+  assertOwnChildExit(
+    t,
+    await guarded(longWait, 'the other wait'),
+    { pid, code: null, signal: 'SIGTERM' },
+    'the other wait',
+  );
   t.equal(pendingWatches(), base);
 
   await t.rejects(p.waitExit({ timeout: -1 }), { code: 'ERR_OUT_OF_RANGE' });
@@ -299,8 +318,11 @@ t.test('waitExit with an AbortSignal', async (t) => {
   }
   t.equal(caught4, 'just a string', 'a non-Error reason, as is');
 
-  await t.rejects(p.waitExit({ signal: AbortSignal.timeout(20) }), { name: 'TimeoutError' },
-    "AbortSignal.timeout rejects with its own TimeoutError");
+  await t.rejects(
+    p.waitExit({ signal: AbortSignal.timeout(20) }),
+    { name: 'TimeoutError' },
+    'AbortSignal.timeout rejects with its own TimeoutError',
+  );
   t.equal(pendingWatches(), base);
 
   t.ok(alive(pid), 'aborting never touched the process');
@@ -343,11 +365,18 @@ process.on('exit', () => console.log('exit pending=' + pendingWatches()));
 
 /** Runs a script (given the target pid as argv[1]); `finish` resolves once it exits by itself, or says it had to
  *  be killed after the guard. */
-function script(t: Test, body: string, pid: number): { out: Lines; finish(guardMs?: number): Promise<[number | null, NodeJS.Signals | null]> } {
+function script(
+  t: Test,
+  body: string,
+  pid: number,
+): { out: Lines; finish(guardMs?: number): Promise<[number | null, NodeJS.Signals | null]> } {
   const env = { ...process.env };
   delete env.NODE_OPTIONS; // tap's own instrumentation stays out of it
   const child = track(
-    spawn(process.execPath, [...TS_LOADER, '-e', PRELUDE + body, String(pid)], { stdio: ['ignore', 'pipe', 'inherit'], env }),
+    spawn(process.execPath, [...TS_LOADER, '-e', PRELUDE + body, String(pid)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env,
+    }),
   );
   t.teardown(() => {
     child.kill('SIGKILL');
@@ -357,7 +386,9 @@ function script(t: Test, body: string, pid: number): { out: Lines; finish(guardM
     out,
     finish: async (guardMs = 30_000) => {
       const r = await ended(child, guardMs);
-      await new Promise<void>((resolve) => (child.stdout?.readableEnded ? resolve() : child.stdout?.once('end', resolve)));
+      await new Promise<void>((resolve) =>
+        child.stdout?.readableEnded ? resolve() : child.stdout?.once('end', resolve),
+      );
       return r;
     },
   };
@@ -377,7 +408,7 @@ t.test("an unref'd wait does not keep the loop alive", async (t) => {
   t.ok(alive(target.pid as number), 'the target is still alive: nothing else ended the script');
 });
 
-t.test('a ref\'d wait keeps the loop alive until the target dies', async (t) => {
+t.test("a ref'd wait keeps the loop alive until the target dies", async (t) => {
   // The target is not the script's child: the script learns the status once the target's parent reaps it, which
   // wait-tree does at once.
   const tr = await tree(t, 'reap');
@@ -405,7 +436,7 @@ t.test('a ref\'d wait keeps the loop alive until the target dies', async (t) => 
   );
 });
 
-t.test('a ref\'d wait that times out or is aborted releases the loop', async (t) => {
+t.test("a ref'd wait that times out or is aborted releases the loop", async (t) => {
   const target = sleeperFor(t);
   const s1 = script(
     t,

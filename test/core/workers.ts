@@ -44,7 +44,7 @@ async function forked(n: number): Promise<{ forker: ChildProcess; pids: number[]
   return { forker, pids: lines.slice(0, n).map(Number), output };
 }
 
-t.test('four workers open and wait at once, each gets its own processes\' exit status', async (t) => {
+t.test("four workers open and wait at once, each gets its own processes' exit status", async (t) => {
   t.equal(ensureDist(), undefined, 'the compiled package (dist/) is up to date with lib/');
   const SIGNALS = ['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP'] as const;
   // Per worker: a child killed by a signal, a child that exits with a code, a non-child (the forker's) killed.
@@ -71,7 +71,8 @@ t.test('four workers open and wait at once, each gets its own processes\' exit s
       w.once('error', reject);
     });
     const done = new Promise<WorkerMessage>((resolve) =>
-      w.on('message', (m: WorkerMessage) => m.type === 'done' && resolve(m)));
+      w.on('message', (m: WorkerMessage) => m.type === 'done' && resolve(m)),
+    );
     const exit = new Promise<number>((resolve) => w.once('exit', resolve));
     return { w, waiting, done, exit, messages };
   });
@@ -81,7 +82,7 @@ t.test('four workers open and wait at once, each gets its own processes\' exit s
   for (const [i, m] of waiting.entries()) {
     t.equal(m.pending, 3, `worker ${i}: its own environment has its 3 watches pending`);
   }
-  t.equal(pendingWatches(), 0, 'the main thread\'s environment has none of them (per-environment watchers)');
+  t.equal(pendingWatches(), 0, "the main thread's environment has none of them (per-environment watchers)");
   t.equal(workers.filter((w) => w.messages.some((m) => m.type === 'done')).length, 0, 'no worker is done yet');
 
   for (const tg of targets) {
@@ -101,8 +102,11 @@ t.test('four workers open and wait at once, each gets its own processes\' exit s
       t.ok(childSource(infos[k].source), `worker ${i}: source ${infos[k].source}`);
       t.match(infos[2 + k], { pid: tg.coded.pid, code: 10 + i, signal: null }, `worker ${i}: child exited ${10 + i}`);
       t.ok(childSource(infos[2 + k].source), `worker ${i}: source ${infos[2 + k].source}`);
-      t.same(infos[4 + k], { pid: tg.other, code: null, signal: tg.otherSig, source: 'pidfd-info' },
-        `worker ${i}: non-child killed by ${tg.otherSig}, status from PIDFD_INFO_EXIT`);
+      t.same(
+        infos[4 + k],
+        { pid: tg.other, code: null, signal: tg.otherSig, source: 'pidfd-info' },
+        `worker ${i}: non-child killed by ${tg.otherSig}, status from PIDFD_INFO_EXIT`,
+      );
     }
     t.equal(m.pendingAfter, 0, `worker ${i}: nothing left pending`);
   }
@@ -158,15 +162,18 @@ const RUNS = 2;
 for (let run = 1; run <= RUNS; run++) {
   t.test(`run ${run}: ${ITERATIONS} workers terminated with waitExit pending leave the process healthy`, async (t) => {
     t.equal(ensureDist(), undefined, 'the compiled package (dist/) is up to date with lib/');
-    const child = track(spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, TERMINATE, String(ITERATIONS)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }));
+    const child = track(
+      spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, TERMINATE, String(ITERATIONS)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
-      child.once('close', (c, s) => resolve([c, s])));
+      child.once('close', (c, s) => resolve([c, s])),
+    );
     t.equal(signal, null, 'the child process was not killed by a signal (no abort, no SIGSEGV)');
     t.equal(code, 0, `the child process exited 0${stderr ? `; stderr: ${stderr.slice(0, 2000)}` : ''}`);
     let r: TerminateReport;
@@ -180,28 +187,51 @@ for (let run = 1; run <= RUNS; run++) {
     t.equal(r.iterations.length, ITERATIONS);
     const bad = r.iterations
       .map((it, i) => ({ i, ...it }))
-      .filter((it) =>
-        it.pendingInWorker !== it.workerFds.length ||
-        (it.mode === 'hang' ? it.terminateResult !== 1 || it.exitCode !== 1 : it.exitCode !== 7) ||
-        it.stillPidfd !== 0 || it.pidfds !== 0 || it.total !== r.baseline.total);
-    t.same(bad, [], 'every worker had its waits pending, ended as asked (terminate() → 1, process.exit(7) → 7), ' +
-      'and every fd it opened was closed with it');
-    t.ok(r.iterations.filter((it) => it.mode === 'hang' && it.workerFds.length === 3).length > 0,
-      'some terminations raced a target\'s death');
+      .filter(
+        (it) =>
+          it.pendingInWorker !== it.workerFds.length ||
+          (it.mode === 'hang' ? it.terminateResult !== 1 || it.exitCode !== 1 : it.exitCode !== 7) ||
+          it.stillPidfd !== 0 ||
+          it.pidfds !== 0 ||
+          it.total !== r.baseline.total,
+      );
+    t.same(
+      bad,
+      [],
+      'every worker had its waits pending, ended as asked (terminate() → 1, process.exit(7) → 7), ' +
+        'and every fd it opened was closed with it',
+    );
+    t.ok(
+      r.iterations.filter((it) => it.mode === 'hang' && it.workerFds.length === 3).length > 0,
+      "some terminations raced a target's death",
+    );
     t.equal(r.baseline.pidfds, 0);
-    t.same(r.after, r.baseline, `fd count after ${ITERATIONS} terminations equals the baseline ` +
-      `(${r.baseline.total} fds, ${r.baseline.epolls} epoll sets)`);
+    t.same(
+      r.after,
+      r.baseline,
+      `fd count after ${ITERATIONS} terminations equals the baseline ` +
+        `(${r.baseline.total} fds, ${r.baseline.epolls} epoll sets)`,
+    );
     t.same(r.extra, [], 'no fd appeared');
-    t.same(r.missing, [], 'no fd of the main thread was closed by a worker\'s teardown');
+    t.same(r.missing, [], "no fd of the main thread was closed by a worker's teardown");
     t.comment(`fds before: ${r.baseline.total}, after: ${r.after.total}`);
 
     t.equal(r.mainKill, true, 'the main thread still signals through a PidFd');
-    t.same(r.mainInfo, { pid: r.pids.target, code: null, signal: 'SIGKILL', source: 'waitid' },
-      'and still waits for it (own child: status by waitid)');
+    t.same(
+      r.mainInfo,
+      { pid: r.pids.target, code: null, signal: 'SIGKILL', source: 'waitid' },
+      'and still waits for it (own child: status by waitid)',
+    );
     t.same(r.targetExit, [null, 'SIGKILL'], 'child_process reports the same exit');
     t.equal(r.freshExit, 0, 'a new worker still works after all that');
-    t.same(r.freshDone?.infos?.map((i) => [i.pid, i.code, i.signal]),
-      [[r.pids.t1, null, 'SIGTERM'], [r.pids.t1, null, 'SIGTERM']], 'and reports the right exit');
+    t.same(
+      r.freshDone?.infos?.map((i) => [i.pid, i.code, i.signal]),
+      [
+        [r.pids.t1, null, 'SIGTERM'],
+        [r.pids.t1, null, 'SIGTERM'],
+      ],
+      'and reports the right exit',
+    );
     t.same(r.t1Exit, [null, 'SIGTERM']);
     t.equal(r.end.pidfds, 0, 'no pidfd left open at the end');
   });

@@ -11,7 +11,12 @@ function sleep(ms: number): void {
  * waiting, after each wait, and once the lock is held). A lock older than `staleMs` was left by a crashed run and
  * is taken over. Returns what `build` returns (undefined, or why it failed).
  */
-export function buildOnce(lock: string, current: () => boolean, staleMs: number, build: () => string | undefined): string | undefined {
+export function buildOnce(
+  lock: string,
+  current: () => boolean,
+  staleMs: number,
+  build: () => string | undefined,
+): string | undefined {
   if (current()) return undefined;
   mkdirSync(dirname(lock), { recursive: true });
   for (let waited = 0; ; waited += 100) {

@@ -29,14 +29,22 @@ export function staleDist(dir = ''): string | undefined {
 
 /** Makes dist/ current (compiling lib/ with tsc if it is stale); returns undefined, or why it could not. */
 export function ensureDist(): string | undefined {
-  return buildOnce(LOCK, () => staleDist() === undefined, 60_000, () => {
-    try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')],
-        { cwd: ROOT, stdio: 'pipe' });
-      return staleDist();
-    } catch (err) {
-      const e = err as { stdout?: Buffer; message: string };
-      return `tsc failed: ${e.stdout?.toString() || e.message}`;
-    }
-  });
+  return buildOnce(
+    LOCK,
+    () => staleDist() === undefined,
+    60_000,
+    () => {
+      try {
+        execFileSync(
+          process.execPath,
+          [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')],
+          { cwd: ROOT, stdio: 'pipe' },
+        );
+        return staleDist();
+      } catch (err) {
+        const e = err as { stdout?: Buffer; message: string };
+        return `tsc failed: ${e.stdout?.toString() || e.message}`;
+      }
+    },
+  );
 }

@@ -33,7 +33,10 @@ export class Lines {
 
   waitFor(match: (line: string) => boolean, what: string, guardMs = 20_000): Promise<string> {
     return new Promise((resolve, reject) => {
-      const guard = setTimeout(() => reject(new Error(`no line ${what} within ${guardMs} ms: ${JSON.stringify(this.all)}`)), guardMs);
+      const guard = setTimeout(
+        () => reject(new Error(`no line ${what} within ${guardMs} ms: ${JSON.stringify(this.all)}`)),
+        guardMs,
+      );
       const check = (): void => {
         const line = this.all.find(match);
         if (line !== undefined) {

@@ -76,7 +76,8 @@ export async function removeGroup(dir: string): Promise<void> {
       }
     }
     try {
-      for (const sub of readdirSync(dir, { withFileTypes: true })) if (sub.isDirectory()) await removeGroup(join(dir, sub.name));
+      for (const sub of readdirSync(dir, { withFileTypes: true }))
+        if (sub.isDirectory()) await removeGroup(join(dir, sub.name));
       rmdirSync(dir);
       return;
     } catch {
@@ -117,7 +118,10 @@ export class Worker {
         }
       }
       const n = all.length;
-      await this.lines.waitFor(() => this.lines.all.length > n, `after ${JSON.stringify(all)}, a line starting with ${prefix}`);
+      await this.lines.waitFor(
+        () => this.lines.all.length > n,
+        `after ${JSON.stringify(all)}, a line starting with ${prefix}`,
+      );
     }
   }
 
@@ -165,6 +169,7 @@ export async function budgetWorker(workers: Worker[], group: string, adj: number
 /** Every event a killer emits, in order. */
 export function recordEvents(lmk: import('node:events').EventEmitter): { type: string; e: any }[] {
   const log: { type: string; e: any }[] = [];
-  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error']) lmk.on(type, (e) => log.push({ type, e }));
+  for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error'])
+    lmk.on(type, (e) => log.push({ type, e }));
   return log;
 }

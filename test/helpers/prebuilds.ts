@@ -30,14 +30,22 @@ function fresh(arch: Arch): boolean {
 
 /** Makes the prebuild for `arch` current; returns undefined, or why it could not (with the build's output). */
 export function ensurePrebuild(arch: Arch): string | undefined {
-  return buildOnce(LOCK, () => fresh(arch), 300_000, () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'prebuildify.mjs'), '--arch', arch],
-      { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-    if (r.status !== 0 || !existsSync(prebuildPath(arch))) {
-      return `npm run prebuildify -- --arch ${arch} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`;
-    }
-    return undefined;
-  });
+  return buildOnce(
+    LOCK,
+    () => fresh(arch),
+    300_000,
+    () => {
+      const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'prebuildify.mjs'), '--arch', arch], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 300_000,
+      });
+      if (r.status !== 0 || !existsSync(prebuildPath(arch))) {
+        return `npm run prebuildify -- --arch ${arch} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`;
+      }
+      return undefined;
+    },
+  );
 }
 
 /** First executable called `name` on PATH, or undefined. */

@@ -113,7 +113,9 @@ export interface NodeRun {
  * `unshare`, `setpriv`). `node` and `cwd` default to this process's. Resolves when its output is closed.
  */
 export function runNode(
-  args: string[], prefix: string[] = [], options: { node?: string; cwd?: string } = {},
+  args: string[],
+  prefix: string[] = [],
+  options: { node?: string; cwd?: string } = {},
 ): Promise<NodeRun> {
   const argv = [...prefix, 'env', '-u', 'NODE_OPTIONS', options.node ?? process.execPath, ...args];
   const child = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));

@@ -14,7 +14,12 @@ import { readFileSync } from 'node:fs';
 import { KillEvent, LowMemoryKiller, PidFd } from '../../lib/index';
 import { exited } from '../helpers/procs';
 import {
-  budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker,
+  budgetWorker,
+  makeV1MemoryGroup,
+  memoryV1Root,
+  recordEvents,
+  removeAllGroups,
+  Worker,
 } from '../helpers/mem-helpers';
 
 const MiB = 2 ** 20;
@@ -62,8 +67,15 @@ function main(): void {
     t.equal(h0.total, LIMIT);
     t.equal(lmk.threshold(), MIN_AVAILABLE);
     const ranked = await lmk.candidates();
-    t.same(ranked.map((c) => c.pid), [w3.pid, w2.pid, w4.pid, w1.pid], 'ranked by oom_score_adj');
-    t.same(ranked.map((c) => c.protected), [true, false, false, false]);
+    t.same(
+      ranked.map((c) => c.pid),
+      [w3.pid, w2.pid, w4.pid, w1.pid],
+      'ranked by oom_score_adj',
+    );
+    t.same(
+      ranked.map((c) => c.protected),
+      [true, false, false, false],
+    );
     t.ok(ranked.every((c) => c.comm === 'mem-worker'));
 
     await lmk.check();
@@ -86,9 +98,15 @@ function main(): void {
     t.equal(k.episode, 1);
     t.equal(k.dryRun, false);
     t.equal(k.oomScoreAdj, 500);
-    t.ok(types.indexOf('reclaim') >= 0 && types.indexOf('reclaim') < types.indexOf('kill'), 'reclaim was tried before the kill');
+    t.ok(
+      types.indexOf('reclaim') >= 0 && types.indexOf('reclaim') < types.indexOf('kill'),
+      'reclaim was tried before the kill',
+    );
     t.ok(k.bytesFreed >= 0.8 * 48 * MiB, `bytes freed, measured: ${(k.bytesFreed / MiB).toFixed(1)} MiB`);
-    t.ok(k.deathMs > 0 && k.memoryMs >= k.deathMs, `death after ${k.deathMs.toFixed(2)} ms, memory after ${k.memoryMs.toFixed(2)} ms`);
+    t.ok(
+      k.deathMs > 0 && k.memoryMs >= k.deathMs,
+      `death after ${k.deathMs.toFixed(2)} ms, memory after ${k.memoryMs.toFixed(2)} ms`,
+    );
     t.equal(k.regained, true);
     t.equal(typeof k.released, 'boolean', `release() returned ${k.released}`);
     t.same(await w2exit, [null, 'SIGKILL'], 'w2 died of SIGKILL');
@@ -109,35 +127,50 @@ function main(): void {
     t.equal(kills2[1].pid, w4.pid);
     t.equal(kills2[1].episode, 2);
     t.ok(alive(w1) && alive(w3), 'w1 (oom_score_adj 0) and w3 (protected) live');
-    t.same(log.filter((x) => x.type === 'error'), []);
+    t.same(
+      log.filter((x) => x.type === 'error'),
+      [],
+    );
   });
 
   t.test('dryRun: decides and reports, acts on nothing', async (t) => {
     const g = makeV1MemoryGroup('lmk-dry', LIMIT)!;
     const a = await worker(g, 200, 100);
     const b = await worker(g, 800, 100);
-    const lmk = new LowMemoryKiller({ candidates: { cgroup: g }, memory: { cgroup: g }, minAvailable: '25%', dryRun: true });
+    const lmk = new LowMemoryKiller({
+      candidates: { cgroup: g },
+      memory: { cgroup: g },
+      minAvailable: '25%',
+      dryRun: true,
+    });
     t.teardown(() => lmk.stop());
     t.equal(lmk.threshold(), LIMIT / 4);
     const log = record(lmk);
     await a.ask('a 200', 'anon');
-    const rssBefore = [a, b].map((w) => PidFd.open(w.pid)).map((p) => {
-      const r = p.memory().rss;
-      p.close();
-      return r;
-    });
+    const rssBefore = [a, b]
+      .map((w) => PidFd.open(w.pid))
+      .map((p) => {
+        const r = p.memory().rss;
+        p.close();
+        return r;
+      });
     await lmk.check();
     const kill = log.find((x) => x.type === 'kill')!.e as KillEvent;
     t.equal(kill.pid, b.pid, 'it would kill the oom_score_adj 800 worker');
     t.equal(kill.dryRun, true);
     t.ok(log.filter((x) => x.type === 'reclaim').every((x) => x.e.dryRun === true && x.e.advised === 0));
     t.ok(alive(a) && alive(b), 'both live');
-    const rssAfter = [a, b].map((w) => PidFd.open(w.pid)).map((p) => {
-      const r = p.memory().rss;
-      p.close();
-      return r;
-    });
-    t.ok(rssAfter.every((r, i) => r >= rssBefore[i] - MiB), 'no page was reclaimed');
+    const rssAfter = [a, b]
+      .map((w) => PidFd.open(w.pid))
+      .map((p) => {
+        const r = p.memory().rss;
+        p.close();
+        return r;
+      });
+    t.ok(
+      rssAfter.every((r, i) => r >= rssBefore[i] - MiB),
+      'no page was reclaimed',
+    );
   });
 
   t.test('candidates: { childrenOf } lists exactly the live children of a process', async (t) => {
@@ -150,7 +183,11 @@ function main(): void {
     for (const w of workers.filter(alive)) t.ok(listed.has(w.pid), `live worker ${w.pid} listed`);
     for (const pid of listed) {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      t.equal(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), process.pid, `${pid} is a child of this process`);
+      t.equal(
+        Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]),
+        process.pid,
+        `${pid} is a child of this process`,
+      );
     }
     t.notOk(listed.has(process.pid));
     t.notOk(listed.has(1));

@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LowMemoryKiller, LowMemoryKillerEvents, TrimEvent } from '../../lib/index';
 import {
-  budgetWorker, makeV1MemoryGroup, memoryV1Root, recordEvents, removeAllGroups, Worker,
+  budgetWorker,
+  makeV1MemoryGroup,
+  memoryV1Root,
+  recordEvents,
+  removeAllGroups,
+  Worker,
 } from '../helpers/mem-helpers';
 
 const MiB = 2 ** 20;
@@ -63,7 +68,12 @@ if (!memoryV1Root()) {
     const w1 = await worker(g, 0, 64);
     const w2 = await worker(g, 900, 0);
     await w2.ask(`f ${file}`, 'file');
-    const lmk = new LowMemoryKiller({ candidates: { cgroup: g }, memory: { cgroup: g }, minAvailable: MIN_AVAILABLE, interval: 100 });
+    const lmk = new LowMemoryKiller({
+      candidates: { cgroup: g },
+      memory: { cgroup: g },
+      minAvailable: MIN_AVAILABLE,
+      interval: 100,
+    });
     t.teardown(() => lmk.stop());
     const log = record(lmk);
     t.ok(lmk.headroom().available > MIN_AVAILABLE + 64 * MiB, 'room to spare before the push');
@@ -71,12 +81,25 @@ if (!memoryV1Root()) {
     const recovered = until(lmk, 'recovered');
     await w1.ask('a 160', 'anon'); // past the bound: the file pages are what can go
     await recovered;
-    const r = log.filter((x) => x.type === 'reclaim').map((x) => x.e).find((e) => e.pid === w2.pid);
+    const r = log
+      .filter((x) => x.type === 'reclaim')
+      .map((x) => x.e)
+      .find((e) => e.pid === w2.pid);
     t.ok(r, 'the worker holding the page cache was reclaimed');
-    t.ok(r.rssBefore - r.rssAfter >= 150 * MiB, `its RSS went ${(r.rssBefore / MiB).toFixed(0)} -> ${(r.rssAfter / MiB).toFixed(0)} MiB`);
-    t.same(log.filter((x) => x.type === 'kill'), [], 'no kill: reclaim was enough');
+    t.ok(
+      r.rssBefore - r.rssAfter >= 150 * MiB,
+      `its RSS went ${(r.rssBefore / MiB).toFixed(0)} -> ${(r.rssAfter / MiB).toFixed(0)} MiB`,
+    );
+    t.same(
+      log.filter((x) => x.type === 'kill'),
+      [],
+      'no kill: reclaim was enough',
+    );
     t.ok(alive(w1) && alive(w2));
-    t.ok(lmk.headroom().available >= MIN_AVAILABLE, `headroom back to ${(lmk.headroom().available / MiB).toFixed(0)} MiB`);
+    t.ok(
+      lmk.headroom().available >= MIN_AVAILABLE,
+      `headroom back to ${(lmk.headroom().available / MiB).toFixed(0)} MiB`,
+    );
     await lmk.stop();
   });
 
@@ -93,17 +116,18 @@ if (!memoryV1Root()) {
         minAvailable: MIN_AVAILABLE,
         interval: 100,
         reclaim: false,
-        trim: how === 'signal'
-          // Generous deadlines: the step ends as soon as the memory is back (and, with a callback, the callback
-          // has settled), so they only matter on a slow run (a sanitizer build).
-          ? { signal: 'SIGUSR1', deadline: 10_000 }
-          : {
-              deadline: 10_000,
-              callback: async (c) => {
-                asked.push(c.pid);
-                if (c.pid === first.pid) await first.ask('u', 'unmapped');
+        trim:
+          how === 'signal'
+            ? // Generous deadlines: the step ends as soon as the memory is back (and, with a callback, the callback
+              // has settled), so they only matter on a slow run (a sanitizer build).
+              { signal: 'SIGUSR1', deadline: 10_000 }
+            : {
+                deadline: 10_000,
+                callback: async (c) => {
+                  asked.push(c.pid);
+                  if (c.pid === first.pid) await first.ask('u', 'unmapped');
+                },
               },
-            },
       });
       t.teardown(() => lmk.stop());
       const log = record(lmk);
@@ -115,15 +139,30 @@ if (!memoryV1Root()) {
       await other.ask('a 200', 'anon');
       await recovered;
       await trimmed;
-      if (how === 'signal') t.match(await first.next('trimmed'), /^trimmed 209715200$/, 'the worker got the signal and freed 200 MiB');
+      if (how === 'signal')
+        t.match(await first.next('trimmed'), /^trimmed 209715200$/, 'the worker got the signal and freed 200 MiB');
       else t.same(asked.sort(), [first.pid, other.pid].sort(), 'the callback was asked about each candidate');
       const trims = log.filter((x) => x.type === 'trim').map((x) => x.e as TrimEvent);
       const mine = trims.find((e) => e.pid === first.pid);
-      t.comment(JSON.stringify({ first: first.pid, other: other.pid, asked, log: log.map((x) => [x.type, x.e.pid, x.e.freed]) }));
+      t.comment(
+        JSON.stringify({
+          first: first.pid,
+          other: other.pid,
+          asked,
+          log: log.map((x) => [x.type, x.e.pid, x.e.freed]),
+        }),
+      );
       t.ok(mine && mine.freed >= 190 * MiB, `trim event: ${((mine?.freed ?? 0) / MiB).toFixed(0)} MiB freed`);
-      t.same(log.filter((x) => x.type === 'kill'), [], 'no kill');
+      t.same(
+        log.filter((x) => x.type === 'kill'),
+        [],
+        'no kill',
+      );
       t.ok(alive(first) && alive(other), 'both live');
-      t.same(log.filter((x) => x.type === 'error'), []);
+      t.same(
+        log.filter((x) => x.type === 'error'),
+        [],
+      );
       await lmk.stop();
     });
   }

@@ -37,10 +37,15 @@ t.test('readProcess: what /proc says about a live process, and nothing once it h
   t.match(v?.stat?.state, /^[RSD]$/, 'stat: running or sleeping');
   t.ok((v?.stat?.startTime ?? 0n) > 0n, 'stat: a start time');
   t.ok((v?.status?.get('VmRSS') ?? 0) > 0, `status: VmRSS ${v?.status?.get('VmRSS')} bytes`);
-  t.same(v?.cgroup, readFileSync(`/proc/${child.pid}/cgroup`, 'latin1').split('\n').filter((l) => l !== ''));
+  t.same(
+    v?.cgroup,
+    readFileSync(`/proc/${child.pid}/cgroup`, 'latin1')
+      .split('\n')
+      .filter((l) => l !== ''),
+  );
   child.kill('SIGKILL');
   await p.waitExit();
-  t.equal(readProcess(p), undefined, 'exited (a zombie, or reaped): nothing, the pid may be another\'s');
+  t.equal(readProcess(p), undefined, "exited (a zombie, or reaped): nothing, the pid may be another's");
   p.close();
   t.throws(() => readProcess(p), { code: 'ERR_PIDFD_CLOSED' });
 });
@@ -57,12 +62,18 @@ t.test('memory() of a child that touched 256 MiB reports it; maps() lists the ma
   const after = p.memory();
   const grew = after.rss - before.rss;
   t.ok(Math.abs(grew - 256 * MIB) <= SLACK, `rss grew by ${(grew / MIB).toFixed(2)} MiB (256 expected)`);
-  t.ok(Math.abs(after.anon - before.anon - 256 * MIB) <= SLACK, `anon grew by ${((after.anon - before.anon) / MIB).toFixed(2)} MiB`);
+  t.ok(
+    Math.abs(after.anon - before.anon - 256 * MIB) <= SLACK,
+    `anon grew by ${((after.anon - before.anon) / MIB).toFixed(2)} MiB`,
+  );
   t.ok(Math.abs(after.pss - before.pss - 256 * MIB) <= SLACK, 'pss grew by the same (the pages are ours alone)');
   t.equal(after.swap, 0);
   // The kernel's own counters agree (status is a different file, read here directly)
   const vmRss = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${w.pid}/status`, 'utf8'))![1]) * 1024;
-  t.ok(Math.abs(vmRss - after.rss) <= SLACK, `VmRSS ${(vmRss / MIB).toFixed(1)} MiB ~ rss ${(after.rss / MIB).toFixed(1)} MiB`);
+  t.ok(
+    Math.abs(vmRss - after.rss) <= SLACK,
+    `VmRSS ${(vmRss / MIB).toFixed(1)} MiB ~ rss ${(after.rss / MIB).toFixed(1)} MiB`,
+  );
   t.ok(after.file > 0, 'file: the binary and libc are mapped');
   t.equal(after.rss >= after.anon + after.file - SLACK, true, 'rss covers anon + file');
 
@@ -96,9 +107,15 @@ t.test('the status and statm fallbacks agree with smaps_rollup', async (t) => {
   t.equal(status.source, 'status');
   t.equal(statm.source, 'statm');
   for (const m of [status, statm]) {
-    t.ok(Math.abs(m.rss - rollup.rss) <= SLACK, `${m.source}: rss ${(m.rss / MIB).toFixed(1)} ~ ${(rollup.rss / MIB).toFixed(1)} MiB`);
+    t.ok(
+      Math.abs(m.rss - rollup.rss) <= SLACK,
+      `${m.source}: rss ${(m.rss / MIB).toFixed(1)} ~ ${(rollup.rss / MIB).toFixed(1)} MiB`,
+    );
     t.equal(m.pss, m.rss, `${m.source}: no proportional count, pss is rss`);
-    t.ok(Math.abs(m.anon - rollup.anon) <= SLACK, `${m.source}: anon ${(m.anon / MIB).toFixed(1)} ~ ${(rollup.anon / MIB).toFixed(1)} MiB`);
+    t.ok(
+      Math.abs(m.anon - rollup.anon) <= SLACK,
+      `${m.source}: anon ${(m.anon / MIB).toFixed(1)} ~ ${(rollup.anon / MIB).toFixed(1)} MiB`,
+    );
   }
   t.equal(status.file, rollup.file, 'file comes from status in both');
 });
@@ -119,7 +136,10 @@ t.test('parseMaps: kinds by path', async (t) => {
     'ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]',
   ].join('\n');
   const maps = parseMaps(text);
-  t.same(maps.map((m) => m.kind), ['shmem', 'shmem', 'shmem', 'anon', 'file', 'heap', 'stack', 'special', 'anon', 'special']);
+  t.same(
+    maps.map((m) => m.kind),
+    ['shmem', 'shmem', 'shmem', 'anon', 'file', 'heap', 'stack', 'special', 'anon', 'special'],
+  );
   t.equal(maps[4].path, '/tmp/a b/c d.so');
   t.equal(maps[4].offset, 0x1000n);
   t.equal(maps[9].start, 0xffffffffff600000n);
@@ -143,13 +163,13 @@ t.test('a zombie: memory() and maps() throw ESRCH instead of its empty maps', as
   // the machine is loaded (bench/RESULTS.md: 11 s for 1 GiB with its CPU starved).
   for (let i = 0; i < 2000 && procState(pid) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(procState(pid), 'Z', 'the hog is a zombie (its parent does not reap it)');
-  t.equal(readFileSync(`/proc/${pid}/maps`, 'utf8'), '', 'the kernel reads a zombie\'s maps back empty');
+  t.equal(readFileSync(`/proc/${pid}/maps`, 'utf8'), '', "the kernel reads a zombie's maps back empty");
   t.throws(() => p.memory(), { code: 'ESRCH', syscall: 'read' });
   t.throws(() => p.maps(), { code: 'ESRCH' });
   t.throws(() => p.reclaim(), { code: 'ESRCH' });
 });
 
-t.test('a recycled pid: the old PidFd throws ESRCH, never the stranger\'s memory', async (t) => {
+t.test("a recycled pid: the old PidFd throws ESRCH, never the stranger's memory", async (t) => {
   const spawner = fixture('reuse-spawn');
   const mw = fixture('mem-worker');
   let stale: PidFd | undefined;
@@ -185,7 +205,10 @@ t.test('a recycled pid: the old PidFd throws ESRCH, never the stranger\'s memory
   t.throws(() => stale.memory(), { code: 'ESRCH' });
   t.throws(() => stale.maps(), { code: 'ESRCH' });
   const fresh = PidFd.open(stale.pid);
-  t.ok(fresh.maps().some((m) => m.path.endsWith('/mem-worker')), 'a fresh PidFd reads the stranger');
+  t.ok(
+    fresh.maps().some((m) => m.path.endsWith('/mem-worker')),
+    'a fresh PidFd reads the stranger',
+  );
   fresh.close();
 });
 

@@ -9,7 +9,9 @@ import { ensureDist } from '../helpers/dist';
 t.test('terminating workers with armed PSI triggers, 20 rounds', async (t) => {
   t.equal(ensureDist(), undefined, 'dist/ is current');
   const r = spawnSync(process.execPath, [join(__dirname, '..', 'fixtures', 'psi-worker-terminate.js'), '20'], {
-    encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000,
+    encoding: 'utf8',
+    env: { ...process.env, NODE_OPTIONS: '' },
+    timeout: 60_000,
   });
   t.equal(r.signal, null, `no crash (stderr: ${r.stderr})`);
   t.equal(r.status, 0);

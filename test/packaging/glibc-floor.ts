@@ -63,13 +63,17 @@ t.test('the floor script fails binaries that need a newer system', async (tt) =>
   writeFileSync(join(work, 'new-glibc.c'), '#include <stdlib.h>\nunsigned f(void) { return arc4random(); }\n');
   // std::allocator<int>::allocate(n) with GCC 11+ (every std container): std::__throw_bad_array_new_length,
   // GLIBCXX_3.4.29, what the prebuild needed before src/compat.cc.
-  writeFileSync(join(work, 'new-cxx.cc'),
-    '#include <memory>\nint* f(unsigned long n) { return std::allocator<int>().allocate(n); }\n');
-  const c = spawnSync('gcc', ['-shared', '-fPIC', '-O2', '-o', join(work, 'new-glibc.so'), join(work, 'new-glibc.c')],
-    { encoding: 'utf8' });
+  writeFileSync(
+    join(work, 'new-cxx.cc'),
+    '#include <memory>\nint* f(unsigned long n) { return std::allocator<int>().allocate(n); }\n',
+  );
+  const c = spawnSync('gcc', ['-shared', '-fPIC', '-O2', '-o', join(work, 'new-glibc.so'), join(work, 'new-glibc.c')], {
+    encoding: 'utf8',
+  });
   tt.equal(c.status, 0, 'built a library that calls arc4random', { stderr: c.stderr });
-  const cxx = spawnSync('g++', ['-shared', '-fPIC', '-O2', '-o', join(work, 'new-cxx.so'), join(work, 'new-cxx.cc')],
-    { encoding: 'utf8' });
+  const cxx = spawnSync('g++', ['-shared', '-fPIC', '-O2', '-o', join(work, 'new-cxx.so'), join(work, 'new-cxx.cc')], {
+    encoding: 'utf8',
+  });
   tt.equal(cxx.status, 0, 'built a library that uses std::allocator', { stderr: cxx.stderr });
 
   const g = floor(join(work, 'new-glibc.so'));
@@ -79,8 +83,11 @@ t.test('the floor script fails binaries that need a newer system', async (tt) =>
 
   const x = floor(join(work, 'new-cxx.so'));
   tt.equal(x.status, 1, 'a GCC 11+ std::allocator fails the check');
-  tt.match(x.out, /GLIBCXX_3\.4\.(29|3\d) \(.*__throw_bad_array_new_length.*\) is newer than GLIBCXX_3\.4\.19/,
-    'the libstdc++ symbol and its version are named');
+  tt.match(
+    x.out,
+    /GLIBCXX_3\.4\.(29|3\d) \(.*__throw_bad_array_new_length.*\) is newer than GLIBCXX_3\.4\.19/,
+    'the libstdc++ symbol and its version are named',
+  );
 
   const both = floor(prebuildPath('x64'), join(work, 'new-glibc.so'));
   tt.equal(both.status, 1, 'one bad binary among good ones fails the check');

@@ -113,16 +113,22 @@ t.test('musl source-build fallback: installing the tarball compiles the addon an
     }
   }
   if (existsSync('/usr/include/node/node_api.h')) env.npm_config_nodedir = '/usr'; // offline headers
-  const pack = spawnSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest],
-    { cwd: ROOT, env, encoding: 'utf8' });
+  const pack = spawnSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest], {
+    cwd: ROOT,
+    env,
+    encoding: 'utf8',
+  });
   if (!tt.equal(pack.status, 0, 'npm pack', { stderr: pack.stderr })) return;
   const tarball = join(dest, (JSON.parse(pack.stdout) as { filename: string }[])[0].filename);
 
   const project = join(work, 'alpine-like');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), '{"name":"alpine-like","version":"1.0.0","private":true}\n');
-  const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts',
-    tarball], { cwd: project, env: { ...env, LIBC: 'musl', PREBUILDS_ONLY: '' }, encoding: 'utf8', timeout: 300_000 });
+  const install = spawnSync(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', tarball],
+    { cwd: project, env: { ...env, LIBC: 'musl', PREBUILDS_ONLY: '' }, encoding: 'utf8', timeout: 300_000 },
+  );
   if (!tt.equal(install.status, 0, 'npm install with LIBC=musl succeeds', { out: install.stdout + install.stderr })) {
     return;
   }

@@ -47,7 +47,11 @@ t.test(`the linux-x64 prebuild runs on Node ${process.version}`, async (tt) => {
   });
   if (!tt.equal(r.status, 0, 'the consumer ran', { stderr: r.stderr })) return;
   const report = JSON.parse(r.stdout.trim().split('\n').pop() as string);
-  tt.equal(report.version, process.version, `it ran on Node ${report.version} (ABI ${report.modules}, N-API ${report.napi})`);
+  tt.equal(
+    report.version,
+    process.version,
+    `it ran on Node ${report.version} (ABI ${report.modules}, N-API ${report.napi})`,
+  );
   tt.ok(Number(report.napi) >= 8, 'this Node offers N-API 8, the version the addon is built for');
   tt.same(report.mapped, [prebuild], 'the one addon mapped is prebuilds/linux-x64/pidfd.glibc.node');
   tt.equal(report.sent, true, 'kill() reached the live child');
@@ -58,6 +62,9 @@ t.test(`the linux-x64 prebuild runs on Node ${process.version}`, async (tt) => {
 
 // The other versions are other runs of the whole suite, which only a release run makes.
 if (!RELEASE) {
-  t.skip('not run: the same prebuild on the other supported Node versions (.ci/run runs the whole suite on Node 20, ' +
-    '22, 24 and 26, fetched from the npm registry)', () => {});
+  t.skip(
+    'not run: the same prebuild on the other supported Node versions (.ci/run runs the whole suite on Node 20, ' +
+      '22, 24 and 26, fetched from the npm registry)',
+    () => {},
+  );
 }

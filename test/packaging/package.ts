@@ -4,8 +4,17 @@
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync, SpawnSyncOptions } from 'node:child_process';
 import {
-  copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync,
-  symlinkSync, writeFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -36,8 +45,16 @@ function which(name: string): string {
 // The environment for every command this test runs: the caller's, minus what npm and tap put there for their own
 // children (NODE_OPTIONS with tap's loaders, npm_config_local_prefix pointing at this repository, ...). Settings
 // that decide how the registry is reached stay.
-const KEEP = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_globalconfig',
-  'npm_config_cafile', 'npm_config_proxy', 'npm_config_https_proxy', 'npm_config_noproxy']);
+const KEEP = new Set([
+  'npm_config_cache',
+  'npm_config_registry',
+  'npm_config_userconfig',
+  'npm_config_globalconfig',
+  'npm_config_cafile',
+  'npm_config_proxy',
+  'npm_config_https_proxy',
+  'npm_config_noproxy',
+]);
 const baseEnv: NodeJS.ProcessEnv = {};
 for (const [key, value] of Object.entries(process.env)) {
   if (KEEP.has(key.toLowerCase())) baseEnv[key] = value;
@@ -79,9 +96,12 @@ function consumerProject(tt: Test, name: string, tarball: string, extraArgs: str
   const dir = join(work, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }, null, 2));
-  const r = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...extraArgs, tarball],
-    { cwd: dir, env: noCompilerEnv });
-  if (!ok(tt, r, `npm install ${[...extraArgs, '<tarball>'].join(' ')} succeeds with no compiler on PATH`)) return undefined;
+  const r = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...extraArgs, tarball], {
+    cwd: dir,
+    env: noCompilerEnv,
+  });
+  if (!ok(tt, r, `npm install ${[...extraArgs, '<tarball>'].join(' ')} succeeds with no compiler on PATH`))
+    return undefined;
   const installed = join(dir, 'node_modules', 'pidfd');
   tt.ok(existsSync(join(installed, ...PREBUILD_REL.split('/'))), 'the prebuild was installed');
   tt.notOk(existsSync(join(installed, 'build')), 'nothing was compiled: the package has no build/ directory');
@@ -159,15 +179,20 @@ t.test('npm pack', async (tt) => {
   else missingTool(tt, `${ARM64_REL} (not built: no arm64 cross compiler)`, 'apt-get install g++-aarch64-linux-gnu');
   // The source-build fallback (no prebuild for this system) needs every native source.
   const native = readdirSync(join(ROOT, 'src')).filter((f) => /\.(cc|h)$/.test(f));
-  tt.ok(native.some((f) => f.endsWith('.cc')), 'src/ has C++ sources');
+  tt.ok(
+    native.some((f) => f.endsWith('.cc')),
+    'src/ has C++ sources',
+  );
   for (const f of native) tt.ok(packed.has(`src/${f}`), `the tarball contains src/${f}`);
   // Every compiled module comes with its declarations.
   for (const f of packed) {
     const m = /^dist\/(.+)\.js$/.exec(f);
     if (m) tt.ok(packed.has(`types/${m[1]}.d.ts`), `types/${m[1]}.d.ts accompanies ${f}`);
   }
-  const forbidden = [...packed].filter((f) =>
-    /^(test|bench|build|node_modules|\.tap|\.ci|\.git)\//.test(f) || /^lib\/.*\.ts$/.test(f) || f.endsWith('.tgz'));
+  const forbidden = [...packed].filter(
+    (f) =>
+      /^(test|bench|build|node_modules|\.tap|\.ci|\.git)\//.test(f) || /^lib\/.*\.ts$/.test(f) || f.endsWith('.tgz'),
+  );
   tt.same(forbidden, [], 'no tests, benchmarks, build output, TypeScript sources or node_modules in the tarball');
   const shipped = execFileSync('tar', ['-xOzf', tarball, `package/${PREBUILD_REL}`], { env: baseEnv });
   tt.ok(shipped.equals(readFileSync(PREBUILD)), 'the shipped prebuild is the one in prebuilds/');
@@ -184,8 +209,9 @@ t.test('the tarball passes the package checks (allow-list, publint, arethetypesw
 
 t.test('install with no compiler on PATH, use from CJS, ESM, .mts and .cts', async (tt) => {
   if (!tarball) return tt.fail('no tarball');
-  const probe = run('sh', ['-c', 'for c in cc gcc g++ c++ clang make python3 python; do command -v $c; done; true'],
-    { env: noCompilerEnv });
+  const probe = run('sh', ['-c', 'for c in cc gcc g++ c++ clang make python3 python; do command -v $c; done; true'], {
+    env: noCompilerEnv,
+  });
   tt.equal(probe.stdout, '', 'no compiler, make or python can be found on the install PATH');
 
   const project = consumerProject(tt, 'consumer', tarball, []);
@@ -203,21 +229,28 @@ t.test('install with no compiler on PATH, use from CJS, ESM, .mts and .cts', asy
   // TypeScript consumers, type-checked (library files included) against the packed declarations.
   mkdirSync(join(project, 'src'));
   for (const f of ['pkg-ts.mts', 'pkg-ts.cts']) copyFileSync(join(FIXTURES, f), join(project, 'src', f));
-  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: {
-      module: 'node16',
-      moduleResolution: 'node16',
-      target: 'ES2022',
-      strict: true,
-      skipLibCheck: false,
-      noEmitOnError: true,
-      rootDir: 'src',
-      outDir: 'out',
-      types: ['node'],
-      typeRoots: [join(ROOT, 'node_modules', '@types')],
-    },
-    files: ['src/pkg-ts.mts', 'src/pkg-ts.cts'],
-  }, null, 2));
+  writeFileSync(
+    join(project, 'tsconfig.json'),
+    JSON.stringify(
+      {
+        compilerOptions: {
+          module: 'node16',
+          moduleResolution: 'node16',
+          target: 'ES2022',
+          strict: true,
+          skipLibCheck: false,
+          noEmitOnError: true,
+          rootDir: 'src',
+          outDir: 'out',
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+        },
+        files: ['src/pkg-ts.mts', 'src/pkg-ts.cts'],
+      },
+      null,
+      2,
+    ),
+  );
   const tsc = run(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: project, env: noCompilerEnv });
   if (!ok(tt, tsc, 'the .mts and .cts consumers compile against the packed types')) return;
   const mts = runConsumer(tt, project, join(project, 'out', 'pkg-ts.mjs'));

@@ -201,8 +201,10 @@ test('terminate and killTree', async (t) => {
   await sleep(200);
   const k = await within(20_000, killTree(tree, { timeout: 2000 }), 'killTree');
   t.ok(k.processes.length >= 5, `killTree saw the whole tree (${k.processes.length} processes)`);
-  t.ok(k.processes.every((m) => m.exit.signal !== null || m.exit.code !== null || m.exit.source === 'none'),
-    'and every member has exited');
+  t.ok(
+    k.processes.every((m) => m.exit.signal !== null || m.exit.code !== null || m.exit.source === 'none'),
+    'and every member has exited',
+  );
   await exited(tree);
 });
 
@@ -222,7 +224,10 @@ test('ExitWatcher with 1,000 processes', async (t) => {
   for (const pid of [...pids].sort(() => Math.random() - 0.5)) process.kill(pid, 'SIGKILL');
   await within(60_000, all, 'exit events').catch((err) => t.ok(false, err.message));
   t.equal(seen.size, N, 'each exit is emitted');
-  t.ok([...seen.values()].every((c) => c === 1), 'exactly once');
+  t.ok(
+    [...seen.values()].every((c) => c === 1),
+    'exactly once',
+  );
   t.equal(w.size, 0, 'and the watcher is empty');
   w.close();
   await exited(sh);
@@ -234,7 +239,10 @@ test('release, madvise and info', async (t) => {
   const p = PidFd.fromChild(child);
   const info = p.info();
   t.match(info, { pid: child.pid, ppid: process.pid }, 'info(): pid and parent');
-  const file = p.maps().filter((m) => m.kind === 'file').map((m) => ({ address: m.start, length: m.end - m.start }));
+  const file = p
+    .maps()
+    .filter((m) => m.kind === 'file')
+    .map((m) => ({ address: m.start, length: m.end - m.start }));
   t.ok(file.length > 0, 'maps() lists the file mappings');
   const advised = p.madvise('cold', file);
   t.ok(typeof advised === 'number' && advised >= 0, `madvise('cold') advised ${advised} bytes`);
@@ -249,25 +257,29 @@ test('release, madvise and info', async (t) => {
   await exited(child);
 });
 
-test('PSI: a trigger reports real CPU contention', async (t) => {
-  const before = readPressure('cpu');
-  t.ok(before.some.total >= 0, 'readPressure reads /proc/pressure/cpu');
-  const w = watchPressure({ resource: 'cpu', threshold: 50, window: 2000 });
-  t.equal(w.mode, 'trigger', 'the kernel accepted the trigger');
-  const spinners = [0, 1, 2].map(() => spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
-  try {
-    const e = await within(30_000, new Promise((resolve) => w.once('pressure', resolve)), 'pressure event');
-    t.ok(e.stall >= 50, `an event with stall ${e.stall} ms over the threshold`);
-    t.equal(e.mode, 'trigger', 'from the trigger');
-  } catch (err) {
-    t.ok(false, err.message);
-  } finally {
-    w.close();
-    for (const s of spinners) s.kill('SIGKILL');
-    await Promise.all(spinners.map(exited));
-  }
-  t.equal(w.closed, true, 'close() stops it');
-}, existsPressure() ? undefined : 'no /proc/pressure/cpu');
+test(
+  'PSI: a trigger reports real CPU contention',
+  async (t) => {
+    const before = readPressure('cpu');
+    t.ok(before.some.total >= 0, 'readPressure reads /proc/pressure/cpu');
+    const w = watchPressure({ resource: 'cpu', threshold: 50, window: 2000 });
+    t.equal(w.mode, 'trigger', 'the kernel accepted the trigger');
+    const spinners = [0, 1, 2].map(() => spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
+    try {
+      const e = await within(30_000, new Promise((resolve) => w.once('pressure', resolve)), 'pressure event');
+      t.ok(e.stall >= 50, `an event with stall ${e.stall} ms over the threshold`);
+      t.equal(e.mode, 'trigger', 'from the trigger');
+    } catch (err) {
+      t.ok(false, err.message);
+    } finally {
+      w.close();
+      for (const s of spinners) s.kill('SIGKILL');
+      await Promise.all(spinners.map(exited));
+    }
+    t.equal(w.closed, true, 'close() stops it');
+  },
+  existsPressure() ? undefined : 'no /proc/pressure/cpu',
+);
 
 function existsPressure() {
   try {
@@ -278,7 +290,7 @@ function existsPressure() {
   }
 }
 
-test('ref: a ref\'d wait keeps the runtime alive until the exit, an unref\'d one does not', async (t) => {
+test("ref: a ref'd wait keeps the runtime alive until the exit, an unref'd one does not", async (t) => {
   const run = (mode) => {
     const t0 = Date.now();
     const r = spawnSync(process.execPath, [...selfCmd, '--ref-check', mode], { encoding: 'utf8', timeout: 30_000 });
@@ -286,10 +298,10 @@ test('ref: a ref\'d wait keeps the runtime alive until the exit, an unref\'d one
   };
   const held = run('ref');
   t.equal(held.status, 0, `ref'd: exits 0 (signal ${held.signal}) ${(held.stderr ?? '').slice(-300)}`);
-  t.equal(held.out, 'settled SIGKILL', 'ref\'d: the runtime stayed until the wait settled');
+  t.equal(held.out, 'settled SIGKILL', "ref'd: the runtime stayed until the wait settled");
   const free = run('unref');
   t.equal(free.status, 0, `unref'd: exits 0 on its own (signal ${free.signal}) ${(free.stderr ?? '').slice(-300)}`);
-  t.equal(free.out, 'main done', 'unref\'d: nothing settled, nothing kept the runtime alive');
+  t.equal(free.out, 'main done', "unref'd: nothing settled, nothing kept the runtime alive");
 });
 
 test('PIDFD_WATCHER=uv: libuv where the runtime has it, else ERR_PIDFD_UNSUPPORTED naming the runtime', (t) => {
@@ -344,20 +356,24 @@ try {
   Worker = undefined;
 }
 
-test('workers terminated mid-wait leave the process healthy (in a child process)', async (t) => {
-  const r = spawnSync(process.execPath, [...selfCmd, '--worker-teardown'], { encoding: 'utf8', timeout: 60_000 });
-  const last = (r.stdout ?? '').trim().split('\n').pop();
-  let out;
-  try {
-    out = JSON.parse(last);
-  } catch {
-    out = undefined;
-  }
-  t.equal(r.status, 0, `the child exits 0 (status ${r.status}, signal ${r.signal}) ${(r.stderr ?? '').slice(-400)}`);
-  t.ok(out?.terminated > 0, `workers terminated while waiting: ${out?.terminated}`);
-  t.equal(out?.workerExit, 'SIGKILL', 'a worker saw its own wait settle before that');
-  t.match(out?.main ?? {}, { signal: 'SIGKILL' }, 'the main thread still waits after the terminations');
-}, Worker === undefined ? `${runtime} has no worker_threads` : undefined);
+test(
+  'workers terminated mid-wait leave the process healthy (in a child process)',
+  async (t) => {
+    const r = spawnSync(process.execPath, [...selfCmd, '--worker-teardown'], { encoding: 'utf8', timeout: 60_000 });
+    const last = (r.stdout ?? '').trim().split('\n').pop();
+    let out;
+    try {
+      out = JSON.parse(last);
+    } catch {
+      out = undefined;
+    }
+    t.equal(r.status, 0, `the child exits 0 (status ${r.status}, signal ${r.signal}) ${(r.stderr ?? '').slice(-400)}`);
+    t.ok(out?.terminated > 0, `workers terminated while waiting: ${out?.terminated}`);
+    t.equal(out?.workerExit, 'SIGKILL', 'a worker saw its own wait settle before that');
+    t.match(out?.main ?? {}, { signal: 'SIGKILL' }, 'the main thread still waits after the terminations');
+  },
+  Worker === undefined ? `${runtime} has no worker_threads` : undefined,
+);
 
 async function workerTeardown() {
   const code = `

@@ -53,7 +53,9 @@ t.test(`${ROUNDS} targets die while every call is made on them in a loop`, async
   const seen: Record<string, Record<string, number>> = {};
   const unexpected: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const child = track(spawn(bin, ['16', String(Math.floor(Math.random() * 3000))], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const child = track(
+      spawn(bin, ['16', String(Math.floor(Math.random() * 3000))], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
     const line = await new Lines(child.stdout!).waitFor((l) => /^[0-9a-f]+ \d+$/.test(l), 'address');
     const [hex, len] = line.split(' ');
     const range = { address: BigInt(`0x${hex}`), length: Number(len) };
@@ -71,7 +73,10 @@ t.test(`${ROUNDS} targets die while every call is made on them in a loop`, async
           outcome = spec.values(v) ? 'value' : `bad value ${JSON.stringify(v)}`;
         } catch (err) {
           const code = (err as { code?: unknown }).code;
-          outcome = typeof code === 'string' && spec.codes.includes(code) ? code : `undocumented ${String(code)}: ${(err as Error).message}`;
+          outcome =
+            typeof code === 'string' && spec.codes.includes(code)
+              ? code
+              : `undocumented ${String(code)}: ${(err as Error).message}`;
         }
         (seen[name] ??= {})[outcome] = (seen[name][outcome] ?? 0) + 1;
         if (!/^(value|[A-Z]+)$/.test(outcome) && unexpected.length < 20) unexpected.push(`${name}: ${outcome}`);
@@ -89,7 +94,9 @@ t.test(`terminate and killTree on ${ROUNDS / 2} targets each that exit by themse
   const bin = fixture('race-exit');
   const outcomes: Record<string, number> = {};
   for (let round = 0; round < ROUNDS; round++) {
-    const child = track(spawn(bin, ['1', String(Math.floor(Math.random() * 3000))], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const child = track(
+      spawn(bin, ['1', String(Math.floor(Math.random() * 3000))], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
     await new Lines(child.stdout!).waitFor((l) => /^[0-9a-f]+ \d+$/.test(l), 'address');
     const useTree = round % 2 === 1;
     child.stdin!.end('g');
@@ -99,7 +106,9 @@ t.test(`terminate and killTree on ${ROUNDS / 2} targets each that exit by themse
     try {
       const r = await run;
       outcome = `${useTree ? 'killTree' : 'terminate'} resolved`;
-      const exit = useTree ? (r as Awaited<ReturnType<typeof killTree>>).processes[0]?.exit : (r as Awaited<ReturnType<typeof terminate>>).exit;
+      const exit = useTree
+        ? (r as Awaited<ReturnType<typeof killTree>>).processes[0]?.exit
+        : (r as Awaited<ReturnType<typeof terminate>>).exit;
       if (exit && exit.code !== 7 && exit.signal === null) t.fail(`round ${round}: ${JSON.stringify(exit)}`);
     } catch (err) {
       outcome = `${useTree ? 'killTree' : 'terminate'} rejected ${(err as { code?: string }).code}: ${(err as Error).message}`;

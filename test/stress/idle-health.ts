@@ -24,12 +24,17 @@ t.test(`${WATCHED} processes watched for ${SECONDS} s: no timers, no wake-ups`, 
   t.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   t.equal(report.exited, 0, 'no watched process exited during the window');
-  t.ok((report.activeResources.Timeout ?? 0) <= 1, `no timer but the measurement's own: ${JSON.stringify(report.activeResources)}`);
+  t.ok(
+    (report.activeResources.Timeout ?? 0) <= 1,
+    `no timer but the measurement's own: ${JSON.stringify(report.activeResources)}`,
+  );
   // The event loop's thread sleeps in epoll_wait: the window's end is one wake-up, and V8 posts a few tasks of its
   // own to the loop, mostly early. A supervisor polling once a second would wake SECONDS times, every 100 ms ten
   // times that: the bound sits well below both.
   t.ok(report.loopWakeups <= SECONDS / 2 + 5, `${report.loopWakeups} event-loop wake-ups in ${SECONDS} s`);
-  t.comment(`idle health: ${WATCHED} watched for ${SECONDS} s: ${report.cpuMs.toFixed(1)} ms CPU, ${report.loopWakeups} event-loop wake-ups (${report.processSwitches} in all threads), resources ${JSON.stringify(report.activeResources)}`);
+  t.comment(
+    `idle health: ${WATCHED} watched for ${SECONDS} s: ${report.cpuMs.toFixed(1)} ms CPU, ${report.loopWakeups} event-loop wake-ups (${report.processSwitches} in all threads), resources ${JSON.stringify(report.activeResources)}`,
+  );
   forker.kill('SIGTERM');
   await ended(forker);
 });

@@ -47,7 +47,9 @@ interface Report {
 }
 
 function hardNofile(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
   const hard = (line ?? '').trim().split(/\s+/)[4];
   return hard === 'unlimited' ? 1 << 20 : Number(hard);
 }
@@ -64,10 +66,12 @@ t.test(`${PROCESSES * WAITS_PER_PROCESS} concurrent waits over ${PROCESSES} live
   // `env -u NODE_OPTIONS`: plain Node, without the test runner's hooks (which it re-adds to any env given to spawn).
   const args = [DRIVER, forker, String(CHILDREN), String(NON_CHILDREN), String(WAITS_PER_PROCESS)];
   const plainNode = ['env', '-u', 'NODE_OPTIONS', process.execPath];
-  const driver = track(spawn('prlimit', [`--nofile=${limit}:${limit}`, '--', ...plainNode, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group: the teardown below reaches every process it started
-  }));
+  const driver = track(
+    spawn('prlimit', [`--nofile=${limit}:${limit}`, '--', ...plainNode, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group: the teardown below reaches every process it started
+    }),
+  );
   let stdout = '';
   let stderr = '';
   driver.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -77,15 +81,20 @@ t.test(`${PROCESSES * WAITS_PER_PROCESS} concurrent waits over ${PROCESSES} live
     hung = true;
     try {
       process.kill(-driver.pid!, 'SIGTERM'); // the forker kills and reaps its own children on SIGTERM
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
     setTimeout(() => {
       try {
         process.kill(-driver.pid!, 'SIGKILL');
-      } catch { /* gone */ }
+      } catch {
+        /* gone */
+      }
     }, 2000).unref();
   }, HANG_GUARD_MS);
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
-    driver.once('close', (c, s) => resolve([c, s])));
+    driver.once('close', (c, s) => resolve([c, s])),
+  );
   clearTimeout(guard);
 
   t.notOk(hung, 'the driver finished (no wait left pending, nothing kept its event loop alive)');
@@ -134,16 +143,24 @@ t.test(`${PROCESSES * WAITS_PER_PROCESS} concurrent waits over ${PROCESSES} live
   }
   t.same(mismatches.slice(0, 20), [], 'every wait resolved with the right pid, signal and source');
   t.equal(resolved, PROCESSES * WAITS_PER_PROCESS, `all ${PROCESSES * WAITS_PER_PROCESS} waits resolved correctly`);
-  t.same([...seen].sort(), ['child SIGKILL', 'child SIGTERM', 'other SIGKILL', 'other SIGTERM'],
-    'both signals, for children and non-children alike');
+  t.same(
+    [...seen].sort(),
+    ['child SIGKILL', 'child SIGTERM', 'other SIGKILL', 'other SIGTERM'],
+    'both signals, for children and non-children alike',
+  );
   t.equal(r.childExitMismatch, 0, "child_process still reaped every child and reported the same signal ('exit')");
-  t.same(r.forker, { code: 0, signal: null, reaped: `reaped ${NON_CHILDREN}` },
-    'the forker reaped all its children (our waits never took its zombies away)');
+  t.same(
+    r.forker,
+    { code: 0, signal: null, reaped: `reaped ${NON_CHILDREN}` },
+    'the forker reaped all its children (our waits never took its zombies away)',
+  );
 
   t.equal(r.fdsAfterClose.pidfds, 0, 'closing every PidFd closed every pidfd');
   t.equal(r.fdsAfterClose.total, r.fdsBeforeClose.total - PROCESSES, `fd count dropped by exactly ${PROCESSES}`);
   t.equal(r.fdsEnd.pidfds, 0, 'no pidfd left at the end');
   t.equal(epolls(r.fdsEnd), epolls(r.fdsBaseline), 'still one watcher epoll set, as before the run');
-  t.comment(`fds: ${r.fdsBaseline.total} at start, ${r.fdsBeforeClose.total} with the PidFds open, ` +
-    `${r.fdsAfterClose.total} after closing them (the rest: child_process stdio)`);
+  t.comment(
+    `fds: ${r.fdsBaseline.total} at start, ${r.fdsBeforeClose.total} with the PidFds open, ` +
+      `${r.fdsAfterClose.total} after closing them (the rest: child_process stdio)`,
+  );
 });

@@ -67,8 +67,16 @@ t.test(`${N} processes added, killed in random order, each exit emitted exactly 
   await iterating;
   await new Promise((r) => setTimeout(r, 300)); // room for any duplicate to show up
   t.equal(seen.size, N, 'an exit for every pid');
-  t.same([...seen.values()].filter((c) => c !== 1), [], 'each exactly once');
-  t.same(pids.filter((pid) => !seen.has(pid)), [], 'none missing');
+  t.same(
+    [...seen.values()].filter((c) => c !== 1),
+    [],
+    'each exactly once',
+  );
+  t.same(
+    pids.filter((pid) => !seen.has(pid)),
+    [],
+    'none missing',
+  );
   t.same(bad, []);
   t.equal(iterated.length, N, 'the async iterator saw every exit too');
   t.same(new Set(iterated), new Set(pids));
@@ -78,7 +86,7 @@ t.test(`${N} processes added, killed in random order, each exit emitted exactly 
   t.same(await ended(forker), [0, null], 'the parent reaped all of them');
 });
 
-t.test('PidFds passed in stay the caller\'s; pids are opened and closed by the watcher', async (t) => {
+t.test("PidFds passed in stay the caller's; pids are opened and closed by the watcher", async (t) => {
   const a = sleeper();
   const b = sleeper();
   const w = new ExitWatcher();
@@ -94,8 +102,14 @@ t.test('PidFds passed in stay the caller\'s; pids are opened and closed by the w
   b.kill('SIGKILL');
   await Promise.all([exited(a), exited(b)]);
   while (exits.length < 2) await new Promise((r) => setTimeout(r, 5));
-  t.same(exits.map((e) => [e.pid, e.signal]).sort(), [[a.pid, 'SIGTERM'], [b.pid, 'SIGKILL']].sort());
-  t.equal(pa.closed, false, 'the caller\'s PidFd is still open');
+  t.same(
+    exits.map((e) => [e.pid, e.signal]).sort(),
+    [
+      [a.pid, 'SIGTERM'],
+      [b.pid, 'SIGKILL'],
+    ].sort(),
+  );
+  t.equal(pa.closed, false, "the caller's PidFd is still open");
   t.equal(pb.closed, true, 'the one it opened is closed');
   pa.close();
   w.close();
@@ -187,10 +201,16 @@ t.test('ref: false does not keep the event loop alive', async (t) => {
     w.add(process.ppid);
     setTimeout(() => console.log('loop alive'), 50).unref();
   `;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
+  const child = spawn(process.execPath, ['-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   const out = new Lines(child.stdout);
   t.same(await ended(child), [0, null], 'exited on its own while watching its (live) parent');
-  t.same(out.all.filter((l) => l !== ''), []);
+  t.same(
+    out.all.filter((l) => l !== ''),
+    [],
+  );
 });
 
 t.test('bad input', async (t) => {

@@ -23,13 +23,20 @@ interface Born {
 
 class Harness {
   readonly out: Lines;
-  constructor(readonly child: ChildProcess, readonly pid: number, readonly rootPid: number) {
+  constructor(
+    readonly child: ChildProcess,
+    readonly pid: number,
+    readonly rootPid: number,
+  ) {
     this.out = new Lines(child.stdout as Readable);
   }
 
   static async start(keepRoot: boolean, depth: number, fanout: number, flags: string): Promise<Harness> {
-    const child = track(spawn(fixture('tree-fixture'), ['harness', keepRoot ? '1' : '0', String(depth), String(fanout), flags],
-      { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const child = track(
+      spawn(fixture('tree-fixture'), ['harness', keepRoot ? '1' : '0', String(depth), String(fanout), flags], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      }),
+    );
     const h = new Harness(child, 0, 0);
     const first = await h.out.waitFor((l) => l.startsWith('harness '), 'harness');
     const pid = Number(first.split(' ')[1]);
@@ -39,10 +46,12 @@ class Harness {
   }
 
   born(): Born[] {
-    return this.out.all.filter((l) => l.startsWith('born ')).map((l) => {
-      const [, pid, ppid, level, start] = l.split(' ');
-      return { pid: Number(pid), ppid: Number(ppid), level: Number(level), start: BigInt(start) };
-    });
+    return this.out.all
+      .filter((l) => l.startsWith('born '))
+      .map((l) => {
+        const [, pid, ppid, level, start] = l.split(' ');
+        return { pid: Number(pid), ppid: Number(ppid), level: Number(level), start: BigInt(start) };
+      });
   }
 
   async waitBorn(count: number, maxLevel = 98): Promise<void> {
@@ -53,7 +62,10 @@ class Harness {
   async escaped(): Promise<number[]> {
     const n = this.out.all.length;
     this.child.stdin!.write('count\n');
-    const line = await this.out.waitFor((l) => l.startsWith('children ') && this.out.all.indexOf(l, n) >= n, 'children');
+    const line = await this.out.waitFor(
+      (l) => l.startsWith('children ') && this.out.all.indexOf(l, n) >= n,
+      'children',
+    );
     return line.split(' ').slice(2).map(Number);
   }
 
@@ -109,25 +121,40 @@ t.test('a tree three levels deep whose members fork in a loop while the kill run
   for (const m of r.processes) {
     t.equal(m.signals[0], 'SIGSTOP', `${m.pid} was stopped first`);
     if (longLived.has(m.pid)) t.ok(m.signals.includes('SIGTERM'), `${m.pid} got SIGTERM`);
-    else t.ok(m.signals.includes('SIGTERM') || m.exit.signal === null, `${m.pid} (short-lived) got SIGTERM or had exited by itself: ${JSON.stringify(m.exit)}`);
+    else
+      t.ok(
+        m.signals.includes('SIGTERM') || m.exit.signal === null,
+        `${m.pid} (short-lived) got SIGTERM or had exited by itself: ${JSON.stringify(m.exit)}`,
+      );
   }
-  const levels = new Set(h.born().filter((b) => r.processes.some((m) => m.pid === b.pid)).map((b) => b.level));
-  t.ok([0, 1, 2, 3, 4].every((l) => levels.has(l)), 'members of every level (loop leaves at 4)');
+  const levels = new Set(
+    h
+      .born()
+      .filter((b) => r.processes.some((m) => m.pid === b.pid))
+      .map((b) => b.level),
+  );
+  t.ok(
+    [0, 1, 2, 3, 4].every((l) => levels.has(l)),
+    'members of every level (loop leaves at 4)',
+  );
   await checkAllDead(t, h, r, 'looping tree');
   await h.end();
 });
 
-t.test('without /proc children files (older or stripped kernels): the same tree, walked by scanning /proc', async (t) => {
-  forceProcScan(true);
-  t.teardown(() => forceProcScan(undefined));
-  const h = await Harness.start(false, 3, 2, 'loop');
-  t.teardown(() => h.child.kill('SIGKILL'));
-  await h.waitBorn(15 + 20);
-  const r = await killTree(h.rootPid, { timeout: 5000 });
-  t.ok(r.processes.length >= 35, `${r.processes.length} processes`);
-  await checkAllDead(t, h, r, 'scanned tree');
-  await h.end();
-});
+t.test(
+  'without /proc children files (older or stripped kernels): the same tree, walked by scanning /proc',
+  async (t) => {
+    forceProcScan(true);
+    t.teardown(() => forceProcScan(undefined));
+    const h = await Harness.start(false, 3, 2, 'loop');
+    t.teardown(() => h.child.kill('SIGKILL'));
+    await h.waitBorn(15 + 20);
+    const r = await killTree(h.rootPid, { timeout: 5000 });
+    t.ok(r.processes.length >= 35, `${r.processes.length} processes`);
+    await checkAllDead(t, h, r, 'scanned tree');
+    await h.end();
+  },
+);
 
 t.test('a member that ignores SIGTERM is escalated; the others are not', async (t) => {
   const h = await Harness.start(false, 2, 2, 'ignore-one');
@@ -140,7 +167,11 @@ t.test('a member that ignores SIGTERM is escalated; the others are not', async (
   t.equal(escalated.length, 1, 'exactly one member needed SIGKILL');
   const m = escalated[0];
   t.ok(diedOf(m.exit, 'SIGKILL'), `died of SIGKILL: ${JSON.stringify(m.exit)}`);
-  t.match(born.find((b) => b.pid === m.pid), { level: 1, ppid: h.rootPid }, 'the level-1 member that ignores SIGTERM');
+  t.match(
+    born.find((b) => b.pid === m.pid),
+    { level: 1, ppid: h.rootPid },
+    'the level-1 member that ignores SIGTERM',
+  );
   t.same(m.signals.slice(0, 3), ['SIGSTOP', 'SIGTERM', 'SIGCONT']);
   t.ok(m.signals.includes('SIGKILL'));
   for (const o of r.processes.filter((x) => !x.escalated)) t.ok(diedOf(o.exit, 'SIGTERM'), `${o.pid} died of SIGTERM`);
@@ -173,7 +204,10 @@ t.test('a root that dies during the kill: its re-parented children are still hel
   await h.waitBorn(4);
   const r = await killTree(h.rootPid, { timeout: 600 });
   const root = r.processes[0];
-  t.ok(root.exit.code === 0 || root.exit.source === 'none', `the root exited 0 by itself: ${JSON.stringify(root.exit)}`);
+  t.ok(
+    root.exit.code === 0 || root.exit.source === 'none',
+    `the root exited 0 by itself: ${JSON.stringify(root.exit)}`,
+  );
   t.notOk(root.signals.includes('SIGKILL'));
   t.equal(root.escalated, false);
   t.ok(r.processes.filter((m) => m.escalated).length >= 4, 'its children (re-parented) were escalated anyway');
@@ -221,7 +255,10 @@ t.test('signal SIGKILL: no grace, memory released, everything dead', async (t) =
   await h.waitBorn(13);
   const r = await killTree(h.rootPid, { signal: 'SIGKILL' });
   t.ok(r.processes.every((m) => diedOf(m.exit, 'SIGKILL')));
-  t.ok(r.processes.every((m) => m.signals.join() === 'SIGSTOP,SIGKILL'), 'stopped, then killed; no continue needed');
+  t.ok(
+    r.processes.every((m) => m.signals.join() === 'SIGSTOP,SIGKILL'),
+    'stopped, then killed; no continue needed',
+  );
   await checkAllDead(t, h, r, 'SIGKILL');
   await h.end();
 });
@@ -246,7 +283,9 @@ t.test('cgroup: a child re-parented before any walk could see it is still found 
     h.child.kill('SIGKILL');
     try {
       rmdirSync(dir);
-    } catch { /* not empty yet, or gone */ }
+    } catch {
+      /* not empty yet, or gone */
+    }
   });
   await h.waitBorn(3);
   for (const b of h.born()) writeFileSync(`${dir}/cgroup.procs`, String(b.pid));
@@ -297,8 +336,12 @@ t.test('a tree rooted at an ancestor of the caller: killed around it, the caller
       console.log(JSON.stringify({ me: process.pid, pids: r.processes.map((m) => m.pid), exits: r.processes.map((m) => m.exit.signal) }));
     }, (e) => console.log('error ' + e.message));
   `;
-  const sh = track(spawn('sh', ['-c', 'sleep 1000 & "$0" -e "$1"; echo "sh survived"', process.execPath, script],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } }));
+  const sh = track(
+    spawn('sh', ['-c', 'sleep 1000 & "$0" -e "$1"; echo "sh survived"', process.execPath, script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    }),
+  );
   const out = new Lines(sh.stdout as Readable);
   const line = await out.waitFor((l) => l.startsWith('{') || l.startsWith('error'), 'the result', 60_000);
   const r = JSON.parse(line) as { me: number; pids: number[]; exits: string[] };

@@ -22,7 +22,6 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-
 // Our own child's status is read with waitid(WNOWAIT), or, when Node's SIGCHLD handling reaped it first in the same
 // loop turn, from PIDFD_INFO_EXIT: the same status either way.
 const OWN_CHILD = /^(waitid|pidfd-info)$/;
@@ -70,7 +69,11 @@ t.test('a process that is already gone resolves, whatever the target type', asyn
   const byPidFd = await terminate(p);
   t.same(byPidFd.signals, [], 'nothing sent');
   t.equal(byPidFd.escalated, false);
-  t.same(byPidFd.exit, { pid, code: null, signal: 'SIGKILL', source: 'pidfd-info' }, 'the kernel still knows how it ended');
+  t.same(
+    byPidFd.exit,
+    { pid, code: null, signal: 'SIGKILL', source: 'pidfd-info' },
+    'the kernel still knows how it ended',
+  );
 
   const byChild = await terminate(child);
   t.same(byChild.signals, []);
@@ -81,7 +84,11 @@ t.test('a process that is already gone resolves, whatever the target type', asyn
   if (!existsSync(`/proc/${pid}`)) {
     const byPid = await terminate(pid);
     t.same(byPid.signals, []);
-    t.same(byPid.exit, { pid, code: null, signal: null, source: 'none' }, 'no process, so nothing is known: never guessed');
+    t.same(
+      byPid.exit,
+      { pid, code: null, signal: null, source: 'none' },
+      'no process, so nothing is known: never guessed',
+    );
   }
   p.close();
 });
@@ -117,36 +124,47 @@ t.test('abortSignal: rejects with its reason, and nothing more is sent', async (
   await t.rejects(terminate(pid, { abortSignal: AbortSignal.abort() }), { code: 'ABORT_ERR' });
 });
 
-t.test('killTimeout: a process that cannot die (frozen by the cgroup v1 freezer, state D) rejects with ETIMEDOUT', async (t) => {
-  const root = '/sys/fs/cgroup/freezer';
-  if (!existsSync(`${root}/cgroup.procs`)) {
-    t.skip('no cgroup v1 freezer here: it is the one way to make a process survive SIGKILL on demand', () => {});
-    return;
-  }
-  const dir = `${root}/pidfd-test-${process.pid}`;
-  mkdirSync(dir);
-  const { child, pid } = await victim('ignore');
-  t.teardown(() => {
-    try {
-      writeFileSync(`${dir}/freezer.state`, 'THAWED');
-    } catch { /* gone */ }
-    child.kill('SIGKILL');
-  });
-  writeFileSync(`${dir}/cgroup.procs`, String(pid));
-  writeFileSync(`${dir}/freezer.state`, 'FROZEN');
-  for (let i = 0; i < 4000 && readFileSync(`${dir}/freezer.state`, 'utf8').trim() !== 'FROZEN'; i++) sleepSync(5);
-  const p = PidFd.fromChild(child);
-  const err = await terminate(p, { timeout: 100, killTimeout: 300 }).then(() => undefined, (e: unknown) => e);
-  t.match(err, { code: 'ETIMEDOUT', pid, signals: ['SIGTERM', 'SIGKILL'], state: 'D' });
-  t.match((err as Error).message, /has not exited 300 ms after SIGKILL \(it is in uninterruptible sleep, state D/);
-  t.equal(p.exited, false, 'really still there');
-  writeFileSync(`${dir}/freezer.state`, 'THAWED');
-  t.match(await p.waitExit({ timeout: 10_000 }), { pid, code: null, signal: 'SIGKILL', source: OWN_CHILD },
-    'thawed, it dies of the SIGKILL already pending');
-  await exited(child);
-  p.close();
-  rmdirSync(dir);
-});
+t.test(
+  'killTimeout: a process that cannot die (frozen by the cgroup v1 freezer, state D) rejects with ETIMEDOUT',
+  async (t) => {
+    const root = '/sys/fs/cgroup/freezer';
+    if (!existsSync(`${root}/cgroup.procs`)) {
+      t.skip('no cgroup v1 freezer here: it is the one way to make a process survive SIGKILL on demand', () => {});
+      return;
+    }
+    const dir = `${root}/pidfd-test-${process.pid}`;
+    mkdirSync(dir);
+    const { child, pid } = await victim('ignore');
+    t.teardown(() => {
+      try {
+        writeFileSync(`${dir}/freezer.state`, 'THAWED');
+      } catch {
+        /* gone */
+      }
+      child.kill('SIGKILL');
+    });
+    writeFileSync(`${dir}/cgroup.procs`, String(pid));
+    writeFileSync(`${dir}/freezer.state`, 'FROZEN');
+    for (let i = 0; i < 4000 && readFileSync(`${dir}/freezer.state`, 'utf8').trim() !== 'FROZEN'; i++) sleepSync(5);
+    const p = PidFd.fromChild(child);
+    const err = await terminate(p, { timeout: 100, killTimeout: 300 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.match(err, { code: 'ETIMEDOUT', pid, signals: ['SIGTERM', 'SIGKILL'], state: 'D' });
+    t.match((err as Error).message, /has not exited 300 ms after SIGKILL \(it is in uninterruptible sleep, state D/);
+    t.equal(p.exited, false, 'really still there');
+    writeFileSync(`${dir}/freezer.state`, 'THAWED');
+    t.match(
+      await p.waitExit({ timeout: 10_000 }),
+      { pid, code: null, signal: 'SIGKILL', source: OWN_CHILD },
+      'thawed, it dies of the SIGKILL already pending',
+    );
+    await exited(child);
+    p.close();
+    rmdirSync(dir);
+  },
+);
 
 t.test('bad input is a TypeError/RangeError with a code, as a rejection', async (t) => {
   await t.rejects(terminate('12' as never), { code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' });
@@ -162,64 +180,78 @@ t.test('bad input is a TypeError/RangeError with a code, as a rejection', async 
   await t.rejects(terminate(closed), { code: 'ERR_PIDFD_CLOSED' });
 });
 
-t.test('exits exactly as the grace period ends, its pid recycled by a stranger at once: no signal reaches the stranger', async (t) => {
-  // The victim (a grandchild that ignores SIGTERM) is made to exit, is reaped by its parent, and a stranger is
-  // started under its pid with clone3(set_tid), all while this event loop is blocked past the grace period. When
-  // the loop runs again, the grace timer (timers run before I/O in libuv's loop) and the exit notification are
-  // due together: terminate must find the exit through its pidfd and send nothing, although the pid is taken.
-  const recorderBin = fixture('kill-recorder');
-  const spawner = fixture('reuse-spawn');
-  const GRACE = 150;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const parent = track(spawn(fixture('tree-fixture'), ['reaped-victim'], { stdio: ['pipe', 'pipe', 'inherit'] }));
-    const out = new Lines(parent.stdout as Readable);
-    const pid = Number((await out.waitFor((l) => l.startsWith('child '), 'child')).split(' ')[1]);
-    const p = PidFd.open(pid);
-    const t0 = Date.now();
-    const pending = terminate(p, { timeout: GRACE });
-    // terminate sent SIGTERM synchronously (ignored); now block the loop.
-    parent.stdin!.write('0\n'); // a pipe write from Node goes out synchronously when the pipe has room
-    let freed = false;
-    for (let i = 0; i < 2000 && !freed; i++) {
-      freed = !existsSync(`/proc/${pid}`);
-      if (!freed) sleepSync(1);
-    }
-    t.ok(freed, 'the victim exited and was reaped by its parent while our loop was blocked');
-    const launcher = track(spawn(spawner, [String(pid), recorderBin, '0', '0'], { stdio: ['pipe', 'pipe', 'inherit'] }));
-    let stranger = false;
-    for (let i = 0; i < 2000 && !stranger; i++) {
-      try {
-        stranger = readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'kill-recorder';
-      } catch { /* not yet */ }
-      if (!stranger) sleepSync(1);
-    }
-    while (Date.now() - t0 < GRACE + 50) sleepSync(5); // past the grace period, still blocked
-    const lines = new Lines(launcher.stdout as Readable);
-    if (!stranger) {
-      // clone3 got EEXIST (someone else took the pid first): clean up and try again with a new victim.
-      await pending;
-      launcher.kill('SIGKILL');
+t.test(
+  'exits exactly as the grace period ends, its pid recycled by a stranger at once: no signal reaches the stranger',
+  async (t) => {
+    // The victim (a grandchild that ignores SIGTERM) is made to exit, is reaped by its parent, and a stranger is
+    // started under its pid with clone3(set_tid), all while this event loop is blocked past the grace period. When
+    // the loop runs again, the grace timer (timers run before I/O in libuv's loop) and the exit notification are
+    // due together: terminate must find the exit through its pidfd and send nothing, although the pid is taken.
+    const recorderBin = fixture('kill-recorder');
+    const spawner = fixture('reuse-spawn');
+    const GRACE = 150;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const parent = track(spawn(fixture('tree-fixture'), ['reaped-victim'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+      const out = new Lines(parent.stdout as Readable);
+      const pid = Number((await out.waitFor((l) => l.startsWith('child '), 'child')).split(' ')[1]);
+      const p = PidFd.open(pid);
+      const t0 = Date.now();
+      const pending = terminate(p, { timeout: GRACE });
+      // terminate sent SIGTERM synchronously (ignored); now block the loop.
+      parent.stdin!.write('0\n'); // a pipe write from Node goes out synchronously when the pipe has room
+      let freed = false;
+      for (let i = 0; i < 2000 && !freed; i++) {
+        freed = !existsSync(`/proc/${pid}`);
+        if (!freed) sleepSync(1);
+      }
+      t.ok(freed, 'the victim exited and was reaped by its parent while our loop was blocked');
+      const launcher = track(
+        spawn(spawner, [String(pid), recorderBin, '0', '0'], { stdio: ['pipe', 'pipe', 'inherit'] }),
+      );
+      let stranger = false;
+      for (let i = 0; i < 2000 && !stranger; i++) {
+        try {
+          stranger = readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'kill-recorder';
+        } catch {
+          /* not yet */
+        }
+        if (!stranger) sleepSync(1);
+      }
+      while (Date.now() - t0 < GRACE + 50) sleepSync(5); // past the grace period, still blocked
+      const lines = new Lines(launcher.stdout as Readable);
+      if (!stranger) {
+        // clone3 got EEXIST (someone else took the pid first): clean up and try again with a new victim.
+        await pending;
+        launcher.kill('SIGKILL');
+        parent.kill('SIGKILL');
+        p.close();
+        continue;
+      }
+      const r = await pending;
+      t.equal(r.escalated, false, 'no kill signal was sent: the pidfd said the process had exited');
+      t.same(r.signals, ['SIGTERM'], 'only the SIGTERM sent while the victim was alive');
+      t.same(
+        r.exit,
+        { pid, code: 0, signal: null, source: 'pidfd-info' },
+        'its real status, from the kernel, after its parent reaped it',
+      );
+      t.ok(r.elapsedMs >= GRACE, 'the grace period had run out when terminate looked');
+      await lines.waitFor((l) => l.startsWith('ready '), 'the stranger ready');
+      // Control: a signal by pid reaches the stranger, so the recorder would have shown anything terminate sent.
+      process.kill(pid, 'SIGUSR1');
+      await lines.waitFor((l) => l.startsWith(`sig=${SIGUSR1} `), 'the control SIGUSR1');
+      launcher.stdin!.end();
+      t.same(await ended(launcher), [0, null], 'the stranger exited by itself');
+      t.same(
+        lines.all.filter((l) => l.startsWith('sig=')).map((l) => Number(/^sig=(\d+)/.exec(l)![1])),
+        [SIGUSR1],
+        'the stranger received only the control signal',
+      );
       parent.kill('SIGKILL');
+      await ended(parent);
       p.close();
-      continue;
+      return;
     }
-    const r = await pending;
-    t.equal(r.escalated, false, 'no kill signal was sent: the pidfd said the process had exited');
-    t.same(r.signals, ['SIGTERM'], 'only the SIGTERM sent while the victim was alive');
-    t.same(r.exit, { pid, code: 0, signal: null, source: 'pidfd-info' }, 'its real status, from the kernel, after its parent reaped it');
-    t.ok(r.elapsedMs >= GRACE, 'the grace period had run out when terminate looked');
-    await lines.waitFor((l) => l.startsWith('ready '), 'the stranger ready');
-    // Control: a signal by pid reaches the stranger, so the recorder would have shown anything terminate sent.
-    process.kill(pid, 'SIGUSR1');
-    await lines.waitFor((l) => l.startsWith(`sig=${SIGUSR1} `), 'the control SIGUSR1');
-    launcher.stdin!.end();
-    t.same(await ended(launcher), [0, null], 'the stranger exited by itself');
-    t.same(lines.all.filter((l) => l.startsWith('sig=')).map((l) => Number(/^sig=(\d+)/.exec(l)![1])), [SIGUSR1],
-      'the stranger received only the control signal');
-    parent.kill('SIGKILL');
-    await ended(parent);
-    p.close();
-    return;
-  }
-  t.fail('could not get the pid reused in 20 attempts');
-});
+    t.fail('could not get the pid reused in 20 attempts');
+  },
+);
