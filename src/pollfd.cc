@@ -8,12 +8,12 @@
 // directly by epoll_wait there, one level as on libuv's loop). Both report libuv's (status, events) to JS.
 //
 // The poll takes the fd: it is closed when the poll is closed (pollStop, or the environment's teardown), after
-// libuv has removed it from the loop. uv_poll_init sets O_NONBLOCK on the fd (TOOLCHAIN.md trap 14); these fds are
+// libuv has removed it from the loop. uv_poll_init sets O_NONBLOCK on the fd it is given; these fds are
 // private to the library, so that changes nothing anyone relies on.
 //
 // Teardown (libuv): each poll has its own async cleanup hook, removed only from the handle's close callback, so
-// libuv has finished with the handle before Node unloads the environment (TOOLCHAIN.md trap 13). On the thread, the
-// environment's cleanup hook closes the polls once the thread has been joined.
+// libuv has finished with the handle before Node unloads the environment (else SIGSEGV on worker.terminate()).
+// On the thread, the environment's cleanup hook closes the polls once the thread has been joined.
 #include <errno.h>
 #include <sys/epoll.h>
 #include <unistd.h>
