@@ -5,7 +5,8 @@
 // The tree hangs below a C subreaper (bench/toolkit-helper.c), breadth first with 3 children per member; orphans
 // are re-parented to the helper, which counts whatever is still alive afterwards: the survivors.
 // - static: the tree does nothing while it is killed.
-// - growing: GROW_N members (200), and the root also forks a new long-lived child every 50 ms (up to 400) while it runs.
+// - growing: GROW_N members (200), and the root also forks a new long-lived child every 50 ms (up to 400) while it
+//   runs.
 // - pidfd: `await killTree(root, { timeout: 1000 })`: resolves once every member has exited.
 // - tree-kill: `treeKill(root, 'SIGTERM', callback)`; the callback says the signals were sent (the package
 //   neither waits nor escalates), so the row also times, pm2-style, `process.kill(pid, 0)` every 100 ms on every
@@ -79,7 +80,8 @@ for (const grow of [false, true]) {
     for (const mode of i % 2 ? ['tree-kill', 'pidfd'] : ['pidfd', 'tree-kill']) {
       const r = await round(mode, grow);
       log(
-        `  ${grow ? 'growing' : 'static'} ${mode}: ${r.before} alive before, ${r.wallMs.toFixed(0)} ms, ${r.cpuMs.toFixed(0)} ms CPU, ${r.survivors} survivors`,
+        `  ${grow ? 'growing' : 'static'} ${mode}: ${r.before} alive before, ` +
+          `${r.wallMs.toFixed(0)} ms, ${r.cpuMs.toFixed(0)} ms CPU, ${r.survivors} survivors`,
       );
       runs.push(r);
     }

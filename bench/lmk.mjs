@@ -116,7 +116,8 @@ try {
     const mode = i % 4 === 1 || i % 4 === 2 ? 'poll' : 'auto';
     const r = await trial(mode);
     process.stderr.write(
-      `  lmk ${r.mode}: decision ${r.onsetToDecisionMs?.toFixed(0)} ms after onset (${r.stallAtDecisionMs.toFixed(0)} ms stalled by then)\n`,
+      `  lmk ${r.mode}: decision ${r.onsetToDecisionMs?.toFixed(0)} ms after onset ` +
+        `(${r.stallAtDecisionMs.toFixed(0)} ms stalled by then)\n`,
     );
     trials.push(r);
   }

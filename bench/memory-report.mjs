@@ -44,14 +44,17 @@ export function memorySections({ mrelease, lmk }) {
         : fmt(side.freedMs);
     };
     out.push(
-      `| victim | scenario | | trials | freed ms (≤ ${runs[0].freedThreshold * 100}% left), median | half freed ms | release() call ms | release() returned true |`,
+      `| victim | scenario | | trials | freed ms (≤ ${runs[0].freedThreshold * 100}% left), median ` +
+        '| half freed ms | release() call ms | release() returned true |',
       '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const m of runs) {
       for (const [name, sc] of Object.entries(m.scenarios)) {
         out.push(
-          `| ${m.mib / 1024} GiB | ${LABEL[name] ?? name} | kill only | ${sc.without.trials} | ${cell(sc.without)} | ${fmt(sc.without.halfMs)} | | |`,
-          `| | | kill, then \`release()\` | ${sc.with.trials} | ${cell(sc.with)} | ${fmt(sc.with.halfMs)} | ${fmt(sc.with.releaseCallMs)} | ${sc.with.releasedTrue} of ${sc.with.trials} |`,
+          `| ${m.mib / 1024} GiB | ${LABEL[name] ?? name} | kill only | ${sc.without.trials} | ` +
+            `${cell(sc.without)} | ${fmt(sc.without.halfMs)} | | |`,
+          `| | | kill, then \`release()\` | ${sc.with.trials} | ${cell(sc.with)} | ${fmt(sc.with.halfMs)} | ` +
+            `${fmt(sc.with.releaseCallMs)} | ${sc.with.releasedTrue} of ${sc.with.trials} |`,
         );
       }
     }
@@ -67,20 +70,20 @@ export function memorySections({ mrelease, lmk }) {
       out.push(`- ${m.mib / 1024} GiB: ${parts.join('; ')}.`);
     }
     out.push(
-      '- On an idle machine the victim frees its memory itself as fast as release() can: the two sides are within the ' +
-        'noise of this shared machine (release() may also return false there, when the victim detached its memory ' +
-        'first). process_mrelease matters when the victim cannot run: the starved rows are the case a low-memory ' +
-        'killer meets, when the whole machine is short of memory and CPU. Capped rows (≥) had not freed their memory ' +
-        'when the trial gave up.',
+      '- On an idle machine the victim frees its memory itself as fast as release() can: the two sides are within ' +
+        'the noise of this shared machine (release() may also return false there, when the victim detached its ' +
+        'memory first). process_mrelease matters when the victim cannot run: the starved rows are the case a ' +
+        'low-memory killer meets, when the whole machine is short of memory and CPU. Capped rows (≥) had not freed ' +
+        'their memory when the trial gave up.',
       '',
       '### How it is measured',
       '',
       '- `bench/mrelease.mjs`: each victim (`bench/helper.c hog`) touches its memory inside a fresh cgroup v1 memory ' +
-        "cgroup; that cgroup's memory.usage_in_bytes is read every ~50 µs after the kill (sleeping in between, so the " +
-        'reader takes no CPU from the exiting victim). MemAvailable is not used: freed pages sit on per-CPU lists for ' +
-        'a while. Trials alternate ABBA. "Busy" pins the victim and 3 busy processes to one CPU and the benchmark to ' +
-        'another; "starved" also renices the victim to 19. One victim at a time, and only with its size + 4 GiB ' +
-        'available. A trial gives up at 20 s.',
+        "cgroup; that cgroup's memory.usage_in_bytes is read every ~50 µs after the kill (sleeping in between, so " +
+        'the reader takes no CPU from the exiting victim). MemAvailable is not used: freed pages sit on per-CPU ' +
+        'lists for a while. Trials alternate ABBA. "Busy" pins the victim and 3 busy processes to one CPU and the ' +
+        'benchmark to another; "starved" also renices the victim to 19. One victim at a time, and only with its size ' +
+        '+ 4 GiB available. A trial gives up at 20 s.',
     );
   }
   out.push(
@@ -95,25 +98,33 @@ export function memorySections({ mrelease, lmk }) {
     out.push(
       `| PSI mode | trials | decided | median ms | min ms | max ms | idle CPU ms in ${lmk.idleSeconds} s |`,
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-      `| kernel trigger (unprivileged, ${lmk.window / 1000} s window) | ${lmk.trigger.trials} | ${lmk.trigger.decided} | ${fmt(lmk.trigger.medianMs, 0)} | ${fmt(lmk.trigger.minMs, 0)} | ${fmt(lmk.trigger.maxMs, 0)} | ${fmt(lmk.idle.trigger?.cpuMs)} |`,
-      `| poll the totals every ${lmk.pollMs} ms | ${lmk.poll.trials} | ${lmk.poll.decided} | ${fmt(lmk.poll.medianMs, 0)} | ${fmt(lmk.poll.minMs, 0)} | ${fmt(lmk.poll.maxMs, 0)} | ${fmt(lmk.idle.poll?.cpuMs)} |`,
+      `| kernel trigger (unprivileged, ${lmk.window / 1000} s window) | ${lmk.trigger.trials} | ` +
+        `${lmk.trigger.decided} | ${fmt(lmk.trigger.medianMs, 0)} | ${fmt(lmk.trigger.minMs, 0)} | ` +
+        `${fmt(lmk.trigger.maxMs, 0)} | ${fmt(lmk.idle.trigger?.cpuMs)} |`,
+      `| poll the totals every ${lmk.pollMs} ms | ${lmk.poll.trials} | ${lmk.poll.decided} | ` +
+        `${fmt(lmk.poll.medianMs, 0)} | ${fmt(lmk.poll.minMs, 0)} | ${fmt(lmk.poll.maxMs, 0)} | ` +
+        `${fmt(lmk.idle.poll?.cpuMs)} |`,
       '',
       '### Verdict',
       '',
-      `- With a threshold of ${lmk.threshold} ms in ${lmk.window / 1000} s, the killer decided ${fmt(lmk.trigger.medianMs, 0)} ms after ` +
-        `onset with the kernel trigger and ${fmt(lmk.poll.medianMs, 0)} ms when polling every ${lmk.pollMs} ms. An unprivileged trigger ` +
-        "(no CAP_SYS_RESOURCE, as here) is evaluated only on the kernel's 2 s averaging tick, and that tick is re-armed " +
-        `only when the group becomes busy: here the event came ${fmt(lmk.trigger.minMs, 0)}-${fmt(lmk.trigger.maxMs, 0)} ms after onset, far more than the threshold. A privileged trigger ` +
-        "is evaluated by the kernel's real-time poller instead. Polling decides within one interval of the threshold being " +
-        `reached and costs ${fmt(lmk.idle.poll?.cpuMs)} ms CPU per ${lmk.idleSeconds} s idle against ${fmt(lmk.idle.trigger?.cpuMs)} ms for the trigger.`,
+      `- With a threshold of ${lmk.threshold} ms in ${lmk.window / 1000} s, ` +
+        `the killer decided ${fmt(lmk.trigger.medianMs, 0)} ms after onset with the kernel trigger and ` +
+        `${fmt(lmk.poll.medianMs, 0)} ms when polling every ${lmk.pollMs} ms. An unprivileged trigger ` +
+        "(no CAP_SYS_RESOURCE, as here) is evaluated only on the kernel's 2 s averaging tick, and that tick is " +
+        're-armed only when the group becomes busy: here the event came ' +
+        `${fmt(lmk.trigger.minMs, 0)}-${fmt(lmk.trigger.maxMs, 0)} ms after onset, far more than the threshold. ` +
+        "A privileged trigger is evaluated by the kernel's real-time poller instead. Polling decides within one " +
+        `interval of the threshold being reached and costs ${fmt(lmk.idle.poll?.cpuMs)} ms CPU ` +
+        `per ${lmk.idleSeconds} s idle against ${fmt(lmk.idle.trigger?.cpuMs)} ms for the trigger.`,
       '',
       '### How it is measured',
       '',
-      '- `bench/lmk.mjs`: a cgroup v2 group of our own holds a sleeping candidate. At onset two busy processes pinned to ' +
-        'one CPU join the group, so some task in it always waits (CPU pressure: the one PSI resource this machine can ' +
-        "drive on demand without swap; the killer's path is the same for memory). A fresh `LowMemoryKiller` (dryRun) " +
-        "watches the group's cpu.pressure; time from the onset to its `kill` event. Modes alternate ABBA; the group " +
-        'drains between trials. Idle CPU: one fresh process holding one watcher on the quiet group.',
+      '- `bench/lmk.mjs`: a cgroup v2 group of our own holds a sleeping candidate. At onset two busy processes ' +
+        'pinned to one CPU join the group, so some task in it always waits (CPU pressure: the one PSI resource this ' +
+        "machine can drive on demand without swap; the killer's path is the same for memory). A fresh " +
+        "`LowMemoryKiller` (dryRun) watches the group's cpu.pressure; time from the onset to its `kill` event. Modes " +
+        'alternate ABBA; the group drains between trials. Idle CPU: one fresh process holding one watcher on the ' +
+        'quiet group.',
     );
   }
   out.push('<!-- /section:lmk -->');

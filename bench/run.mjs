@@ -82,7 +82,8 @@ function latencyRows(rows, floorKey) {
     if (!s) continue;
     const fl = S[ownFloor ?? floorKey] ?? f;
     out.push(
-      `| ${label} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(ratio(s.p50, fl.p50), 2)} | ${fmt(ratio(s.p99, fl.p99), 2)} |`,
+      `| ${label} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p99)} | ` +
+        `${fmt(ratio(s.p50, fl.p50), 2)} | ${fmt(ratio(s.p99, fl.p99), 2)} |`,
     );
   }
   return out;
@@ -164,14 +165,16 @@ verdict.push(
 const lines = [
   '# Benchmark results',
   '',
-  `Latest \`npm run bench\`${quick ? ' --quick' : ''}: ${started.toISOString()}. Machine: ${machine}. pidfd ${pkgVersion}.`,
-  'Other work may have been running on the machine; compare ratios from one run rather than absolute numbers across runs.',
+  `Latest \`npm run bench\`${quick ? ' --quick' : ''}: ${started.toISOString()}. ` +
+    `Machine: ${machine}. pidfd ${pkgVersion}.`,
+  'Other work may have been running on the machine; ' +
+    'compare ratios from one run rather than absolute numbers across runs.',
   '',
   `## Death notification: SIGKILL → the watching code runs`,
   '',
-  `One process at a time, ${latency.rounds} per mechanism, all mechanisms interleaved in a fresh random order each round ` +
-    `(${latency.settleMs} ms after spawn before the kill). Time from just before kill(2) to the first line of the ` +
-    'notified code, in the same process (CLOCK_MONOTONIC / process.hrtime).',
+  `One process at a time, ${latency.rounds} per mechanism, all mechanisms interleaved in a fresh random order each ` +
+    `round (${latency.settleMs} ms after spawn before the kill). Time from just before kill(2) to the first line ` +
+    'of the notified code, in the same process (CLOCK_MONOTONIC / process.hrtime).',
   '',
   '### Own children (ratios to the C floor for a child)',
   '',
@@ -193,10 +196,11 @@ const lines = [
   '## How it is measured',
   '',
   '- Victims are `bench/helper.c victim` (it sleeps in pause()). Children are spawned with `child_process.spawn`; ' +
-    'non-children by `bench/helper.c reaper`, a C parent that reaps each one the moment it dies (SIGCHLD via signalfd).',
+    'non-children by `bench/helper.c reaper`, a C parent that reaps each one the moment it dies (SIGCHLD via ' +
+    'signalfd).',
   '- The floor is `bench/floor.c` (compiled into build/bench/ on each run if needed): the same victim, the same wait ' +
-    'after spawn, then kill(2) and epoll_wait(2) on the pidfd. It runs as a separate process but takes its samples one ' +
-    'at a time on request, so they interleave with the Node samples.',
+    'after spawn, then kill(2) and epoll_wait(2) on the pidfd. It runs as a separate process but takes its samples ' +
+    'one at a time on request, so they interleave with the Node samples.',
   '- The 10 ms poll starts at a random phase against the kill. kill(pid, 0) still succeeds on a zombie, so the poll ' +
     'can only see the reap.',
   "- Diagnostic rows time the first JS handler of the package's readiness watcher (internal module dist/watcher.js): " +
@@ -210,10 +214,17 @@ process.stdout.write(`\n${report}\n`);
 if (!quick) {
   writeFileSync(join(BENCH, 'RESULTS.md'), report);
 }
-writeFileSync(
-  join(BENCH, quick ? 'results-quick.json' : 'results.json'),
-  `${JSON.stringify({ date: started.toISOString(), machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version }, quick, latency, idle, memory, toolkit }, null, 1)}\n`,
-);
+const results = {
+  date: started.toISOString(),
+  machine: { kernel, cpu: cpuModel, cores: cpus().length, memBytes: totalmem(), node: process.version },
+  quick,
+  latency,
+  idle,
+  memory,
+  toolkit,
+};
+writeFileSync(join(BENCH, quick ? 'results-quick.json' : 'results.json'), `${JSON.stringify(results, null, 1)}\n`);
 log(
-  `wrote ${quick ? '' : 'bench/RESULTS.md and '}bench/${quick ? 'results-quick.json' : 'results.json'} (${((Date.now() - started) / 1000).toFixed(0)} s)`,
+  `wrote ${quick ? '' : 'bench/RESULTS.md and '}bench/${quick ? 'results-quick.json' : 'results.json'} ` +
+    `(${((Date.now() - started) / 1000).toFixed(0)} s)`,
 );

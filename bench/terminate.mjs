@@ -110,7 +110,8 @@ for (let i = 0; i < ROUNDS; i++) {
   for (const mode of i % 2 ? ['pm2', 'poll', 'pidfd'] : ['pidfd', 'poll', 'pm2']) {
     const r = await round(mode);
     log(
-      `  ${mode}: ${r.wallMs.toFixed(0)} ms wall, ${r.cpuMs.toFixed(0)} ms CPU + ${r.childCpuMs.toFixed(0)} ms in children, ` +
+      `  ${mode}: ${r.wallMs.toFixed(0)} ms wall, ` +
+        `${r.cpuMs.toFixed(0)} ms CPU + ${r.childCpuMs.toFixed(0)} ms in children, ` +
         `honouring p50 ${(r.honourUs.p50 / 1000).toFixed(1)} ms, left alive ${r.alive}`,
     );
     runs.push(r);

@@ -90,7 +90,8 @@ for (const useRelease of [false, true]) {
   if (useRelease) {
     const released = p.release();
     line(
-      `   with release():    ${(before / 1024).toFixed(0)} MiB; release() returned ${released} ${ms(t0)} after the kill` +
+      `   with release():    ${(before / 1024).toFixed(0)} MiB; ` +
+        `release() returned ${released} ${ms(t0)} after the kill` +
         (released ? ' (memory freed by then)' : ' (the victim was already gone)'),
     );
   }

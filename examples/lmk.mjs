@@ -109,15 +109,18 @@ async function round(dir, release) {
   lmk.on('reclaim', (e) => {
     if (e.advised > 0)
       say(
-        `    reclaim ${byPid.get(e.pid)?.name ?? e.pid}: advised ${mib(e.advised)}, RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)} (no swap: anonymous memory stays)`,
+        `    reclaim ${byPid.get(e.pid)?.name ?? e.pid}: advised ${mib(e.advised)}, ` +
+          `RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)} (no swap: anonymous memory stays)`,
       );
   });
   lmk.on('kill', (e) => {
     const w = byPid.get(e.pid);
     kills.push({ ...e, name: w?.name });
     say(
-      `    killed ${w?.name ?? e.pid} (oom_score_adj ${e.oomScoreAdj}, PSS ${mib(e.pss)}): dead after ${e.deathMs.toFixed(1)} ms, ` +
-        `${mib(e.bytesFreed)} back after ${e.memoryMs.toFixed(1)} ms${e.released === undefined ? '' : ` (release() returned ${e.released})`}`,
+      `    killed ${w?.name ?? e.pid} (oom_score_adj ${e.oomScoreAdj}, PSS ${mib(e.pss)}): ` +
+        `dead after ${e.deathMs.toFixed(1)} ms, ` +
+        `${mib(e.bytesFreed)} back after ${e.memoryMs.toFixed(1)} ms` +
+        `${e.released === undefined ? '' : ` (release() returned ${e.released})`}`,
     );
   });
   lmk.on('error', (err) => say(`    (${err.message})`));
@@ -148,14 +151,16 @@ say('pidfd low-memory killer demo');
 say(`budget ${mib(budget)} (a memory cgroup of its own); the killer acts below 25% of it; workers, by importance:`);
 for (const [name, adj, step] of WORKERS)
   say(
-    `  ${name.padEnd(9)} oom_score_adj ${String(adj).padStart(3)}, grows ${step} MiB every 100 ms${name === 'db' ? ' (protected)' : ''}`,
+    `  ${name.padEnd(9)} oom_score_adj ${String(adj).padStart(3)}, grows ${step} MiB every 100 ms` +
+      `${name === 'db' ? ' (protected)' : ''}`,
   );
 let dir;
 try {
   dir = makeBudget(budget);
 } catch (err) {
   say(
-    `\ncannot create a memory cgroup here (${err.code ?? err.message}): run as root on a machine with cgroup v1 memory or cgroup v2 with the memory controller.`,
+    `\ncannot create a memory cgroup here (${err.code ?? err.message}): ` +
+      'run as root on a machine with cgroup v1 memory or cgroup v2 with the memory controller.',
   );
   process.exit(0);
 }

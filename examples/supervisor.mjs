@@ -26,14 +26,16 @@ const workers = {
     process.execPath,
     [
       '-e',
-      "process.on('SIGTERM', () => { console.log('  [polite] SIGTERM: cleaning up, exit 0'); process.exit(0); }); console.log('ready'); setInterval(() => {}, 1000)",
+      "process.on('SIGTERM', () => { console.log('  [polite] SIGTERM: cleaning up, exit 0'); process.exit(0); }); " +
+        "console.log('ready'); setInterval(() => {}, 1000)",
     ],
   ],
   stubborn: [
     process.execPath,
     [
       '-e',
-      "process.on('SIGTERM', () => console.log('  [stubborn] SIGTERM? no.')); console.log('ready'); setInterval(() => {}, 1000)",
+      "process.on('SIGTERM', () => console.log('  [stubborn] SIGTERM? no.')); " +
+        "console.log('ready'); setInterval(() => {}, 1000)",
     ],
   ],
   forker: ['sh', ['-c', 'sleep 1000 & sh -c "sleep 1000 & sleep 1000 & wait" & echo ready; wait']],
@@ -89,7 +91,8 @@ say('4. terminate() the stubborn worker with a 500 ms grace: SIGKILL after the g
 {
   const r = await terminate(started.stubborn.p, { timeout: 500 });
   say(
-    `   signals ${r.signals.join(', ')} -> ${how(r.exit)}, escalated: ${r.escalated}, released: ${r.released}, in ${ms(r.elapsedMs)}`,
+    `   signals ${r.signals.join(', ')} -> ${how(r.exit)}, ` +
+      `escalated: ${r.escalated}, released: ${r.released}, in ${ms(r.elapsedMs)}`,
   );
 }
 
@@ -99,7 +102,8 @@ say('5. killTree() the forking worker: stop the tree, walk it, SIGTERM all, wait
   const r = await killTree(started.forker.p, { timeout: 2000 });
   for (const m of r.processes) {
     say(
-      `   ${String(m.pid).padStart(7)} ${m.parent === null ? 'root     ' : `under ${m.parent}`}  ${m.signals.join(',').padEnd(24)} ${how(m.exit)}`,
+      `   ${String(m.pid).padStart(7)} ${m.parent === null ? 'root     ' : `under ${m.parent}`}  ` +
+        `${m.signals.join(',').padEnd(24)} ${how(m.exit)}`,
     );
   }
   say(`   ${r.processes.length} processes gone in ${ms(r.elapsedMs)}`);

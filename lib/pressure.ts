@@ -384,7 +384,8 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
       return this.#fail(
         codedError(
           'ERR_PIDFD_PSI_TRIGGER',
-          `The PSI trigger on ${this.path} reported an error (${systemError(status, 'epoll').code}): the file or its cgroup is gone`,
+          `The PSI trigger on ${this.path} reported an error (${systemError(status, 'epoll').code}): ` +
+            'the file or its cgroup is gone',
         ),
       );
     }
@@ -453,7 +454,9 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
     else this.#timer?.unref();
   }
 
-  /** Stops watching: closes the trigger fd, stops sampling, ends iterators. No event is emitted afterwards. Idempotent. */
+  /**
+   * Stops watching: closes the trigger fd, stops sampling, ends iterators. No event is emitted afterwards. Idempotent.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

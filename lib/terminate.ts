@@ -45,7 +45,8 @@ export interface TerminateResult {
  *
  * @example
  * const { exit, escalated, elapsedMs } = await terminate(child, { timeout: 3000 });
- * console.log(`${exit.pid} ended by ${exit.signal ?? `exit(${exit.code})`}${escalated ? ' after SIGKILL' : ''} in ${elapsedMs} ms`);
+ * const how = exit.signal ?? `exit(${exit.code})`;
+ * console.log(`${exit.pid} ended by ${how}${escalated ? ' after SIGKILL' : ''} in ${elapsedMs} ms`);
  */
 export async function terminate(target: Target, options?: TerminateOptions): Promise<TerminateResult> {
   const t0 = performance.now();

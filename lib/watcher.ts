@@ -53,8 +53,8 @@ function start(): Int32Array {
 }
 
 /**
- * Calls `handler(events, waited, status)` once, when `fd` reports `events` (EPOLLIN: the process exited; 0: only EPOLLHUP, which
- * pidfds report once the process has been reaped). Returns the token that `unwatch` takes.
+ * Calls `handler(events, waited, status)` once, when `fd` reports `events` (EPOLLIN: the process exited; 0: only
+ * EPOLLHUP, which pidfds report once the process has been reaped). Returns the token that `unwatch` takes.
  */
 export function watch(fd: number, events: number, handler: ReadyHandler): number {
   if (slots === undefined) start();

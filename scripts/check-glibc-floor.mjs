@@ -119,7 +119,8 @@ function main(argv) {
       .map(([family, { version, symbol }]) => `${family}_${version} (${symbol})`)
       .join(', ');
     console.log(
-      `${problems.length ? 'FAIL' : 'ok  '} ${name}: needs ${needs || 'no versioned symbols'}; links ${needed.join(' ')}`,
+      `${problems.length ? 'FAIL' : 'ok  '} ${name}: ` +
+        `needs ${needs || 'no versioned symbols'}; links ${needed.join(' ')}`,
     );
     for (const p of problems) console.log(`     ${p}`);
     if (problems.length) failed++;

@@ -23,12 +23,15 @@ if [ "$(printf '%s\n' "$@" | grep -c '^test/')" -eq 0 ]; then
   # budget, and the preloaded runtime in every worker changes those amounts.
   mapfile -t files < <(npx tap list | grep -v '^test/packaging/' | grep -vx 'test/lmk/steps.ts')
 fi
-npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 || { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }
+npx node-gyp rebuild -- -Dsanitize=1 >/dev/null 2>&1 ||
+  { echo "test:sanitize: the sanitizer build failed" >&2; exit 1; }
 
 # halt_on_error / abort_on_error: any finding kills the process with a report, which fails the test that ran it.
 # verify_asan_link_order=0: the runtime is preloaded into Node, which itself is not instrumented.
+asan_options="detect_leaks=1:malloc_context_size=2:halt_on_error=1:abort_on_error=1"
+asan_options+=":verify_asan_link_order=0:detect_odr_violation=0"
 LD_PRELOAD="$asan" \
-ASAN_OPTIONS="detect_leaks=1:malloc_context_size=2:halt_on_error=1:abort_on_error=1:verify_asan_link_order=0:detect_odr_violation=0" \
+ASAN_OPTIONS="$asan_options" \
 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
 UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
 PIDFD_SANITIZED=1 \

@@ -131,7 +131,8 @@ export const lmk: Command = {
     const threshold = killer.threshold(h.total);
     ctx.emit({ event: 'start', headroom: h, threshold: threshold ?? null, dryRun: options.dryRun });
     ctx.print(
-      `${time()} watching ${memCg ? `memory cgroup ${memCg}` : 'system memory'}: ${mib(h.available)} of ${mib(h.total)} available` +
+      `${time()} watching ${memCg ? `memory cgroup ${memCg}` : 'system memory'}: ` +
+        `${mib(h.available)} of ${mib(h.total)} available` +
         `${threshold !== undefined ? `, acting below ${mib(threshold)}` : ''}${dry}`,
     );
     killer.on('pressure', (e) => {
@@ -141,7 +142,8 @@ export const lmk: Command = {
     killer.on('reclaim', (e) => {
       ctx.emit({ event: 'reclaim', ...e });
       ctx.print(
-        `${time()}   reclaim ${e.pid} (${e.comm}): advised ${mib(e.advised)}, RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)}${dry}`,
+        `${time()}   reclaim ${e.pid} (${e.comm}): advised ${mib(e.advised)}, ` +
+          `RSS ${mib(e.rssBefore)} -> ${mib(e.rssAfter)}${dry}`,
       );
     });
     killer.on('trim', (e) => {

@@ -54,7 +54,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const command = commands.find((c) => c.name === name);
   if (!command) {
     io.stderr(
-      `pidfd: unknown command ${JSON.stringify(name)}\nUsage: pidfd <command> [options]   (pidfd --help lists the commands)\n`,
+      `pidfd: unknown command ${JSON.stringify(name)}\n` +
+        'Usage: pidfd <command> [options]   (pidfd --help lists the commands)\n',
     );
     return 2;
   }

@@ -53,7 +53,8 @@ export const memory: Command = {
           const size = Number(x.end - x.start);
           ctx.print(
             `  ${x.start.toString(16).padStart(12, '0')}-${x.end.toString(16).padStart(12, '0')} ` +
-              `${(size >= 2 ** 20 ? mib(size) : `${size / 1024} KiB`).padStart(12)} ${x.perms} ${x.kind.padEnd(7)} ${x.path}`,
+              `${(size >= 2 ** 20 ? mib(size) : `${size / 1024} KiB`).padStart(12)} ` +
+              `${x.perms} ${x.kind.padEnd(7)} ${x.path}`,
           );
         }
       } catch (err) {

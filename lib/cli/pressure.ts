@@ -70,13 +70,15 @@ export const pressure: Command = {
       });
       ctx.emit({ mode: w.mode, fallbackReason: w.fallbackReason ?? null, path: w.path });
       ctx.print(
-        `watching ${w.path}: ${kind} ${w.threshold} ms in ${w.window} ms, ${w.mode === 'trigger' ? 'kernel trigger' : `polling every ${w.interval} ms (${w.fallbackReason})`}`,
+        `watching ${w.path}: ${kind} ${w.threshold} ms in ${w.window} ms, ` +
+          (w.mode === 'trigger' ? 'kernel trigger' : `polling every ${w.interval} ms (${w.fallbackReason})`),
       );
       let n = 0;
       for await (const e of w) {
         ctx.emit(e);
         ctx.print(
-          `${new Date(e.time).toISOString()}  ${e.resource} ${e.kind}: ${e.stall.toFixed(0)} ms stalled in ${e.span.toFixed(0)} ms`,
+          `${new Date(e.time).toISOString()}  ${e.resource} ${e.kind}: ` +
+            `${e.stall.toFixed(0)} ms stalled in ${e.span.toFixed(0)} ms`,
         );
         if (++n >= count) break;
       }

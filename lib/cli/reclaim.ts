@@ -42,11 +42,13 @@ export const reclaim: Command = {
       const r = p.reclaim({ advice, kinds });
       ctx.emit({ pid, ...r });
       ctx.print(
-        `${pid}: ${advice} advised ${mib(r.advised)} over ${r.ranges} mappings; RSS ${mib(r.rssBefore)} -> ${mib(r.rssAfter)}`,
+        `${pid}: ${advice} advised ${mib(r.advised)} over ${r.ranges} mappings; ` +
+          `RSS ${mib(r.rssBefore)} -> ${mib(r.rssAfter)}`,
       );
       if (r.mapsChanged)
         ctx.print(
-          `  the mappings changed meanwhile (${r.retries} re-read${r.retries === 1 ? '' : 's'}): what is mapped now was advised`,
+          `  the mappings changed meanwhile (${r.retries} re-read${r.retries === 1 ? '' : 's'}): ` +
+            'what is mapped now was advised',
         );
       return 0;
     } finally {

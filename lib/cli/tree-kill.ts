@@ -17,7 +17,8 @@ export const treeKill: Command = {
   name: 'tree-kill',
   summary: 'kill a process and all its descendants, race-free (pidfds, SIGSTOP, walk until stable)',
   usage:
-    'pidfd tree-kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] [--no-release] [--no-root] [--cgroup DIR] [--json]',
+    'pidfd tree-kill <pid> [-s SIG] [--timeout ms] [--kill-signal SIG|none] [--kill-timeout ms] ' +
+    '[--no-release] [--no-root] [--cgroup DIR] [--json]',
   description: [
     'Walks /proc from the process down, taking a pidfd for every descendant (each checked against its parent,',
     'so a recycled pid is never taken for a member), stops the whole tree with SIGSTOP so nothing forks during',
@@ -59,9 +60,10 @@ export const treeKill: Command = {
         );
       }
       const escalated = r.processes.filter((m) => m.escalated).length;
+      const needed = options.killSignal === undefined ? 'SIGKILL' : 'the kill signal';
       ctx.print(
         `${r.processes.length} process(es) gone in ${ms(r.elapsedMs)}` +
-          `${escalated ? `; ${escalated} needed ${options.killSignal === undefined ? 'SIGKILL' : 'the kill signal'}` : ''}` +
+          `${escalated ? `; ${escalated} needed ${needed}` : ''}` +
           `${r.cgroupKilled ? '; cgroup.kill written' : ''}`,
       );
       return 0;

@@ -111,7 +111,9 @@ t.test(`terminate and killTree on ${ROUNDS / 2} targets each that exit by themse
         : (r as Awaited<ReturnType<typeof terminate>>).exit;
       if (exit && exit.code !== 7 && exit.signal === null) t.fail(`round ${round}: ${JSON.stringify(exit)}`);
     } catch (err) {
-      outcome = `${useTree ? 'killTree' : 'terminate'} rejected ${(err as { code?: string }).code}: ${(err as Error).message}`;
+      outcome =
+        `${useTree ? 'killTree' : 'terminate'} rejected ` +
+        `${(err as { code?: string }).code}: ${(err as Error).message}`;
     }
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     await exited(child);

@@ -33,7 +33,9 @@ t.test(`${WATCHED} processes watched for ${SECONDS} s: no timers, no wake-ups`, 
   // times that: the bound sits well below both.
   t.ok(report.loopWakeups <= SECONDS / 2 + 5, `${report.loopWakeups} event-loop wake-ups in ${SECONDS} s`);
   t.comment(
-    `idle health: ${WATCHED} watched for ${SECONDS} s: ${report.cpuMs.toFixed(1)} ms CPU, ${report.loopWakeups} event-loop wake-ups (${report.processSwitches} in all threads), resources ${JSON.stringify(report.activeResources)}`,
+    `idle health: ${WATCHED} watched for ${SECONDS} s: ${report.cpuMs.toFixed(1)} ms CPU, ` +
+      `${report.loopWakeups} event-loop wake-ups (${report.processSwitches} in all threads), ` +
+      `resources ${JSON.stringify(report.activeResources)}`,
   );
   forker.kill('SIGTERM');
   await ended(forker);

@@ -61,7 +61,10 @@ t.test(`exit storm: ${STORM} processes released at once`, async (t) => {
   // could look: every one must carry the code the process chose. (A parent that reaps late: test/core/wait.ts.)
   t.equal(rightCode, STORM, 'every status read through PIDFD_INFO_EXIT has the exit code the process chose');
   t.comment(
-    `storm: all ${count} processes gone ${(spreadUs / 1000).toFixed(1)} ms after the release (the forker's view); the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); sources ${JSON.stringify(sources)}`,
+    `storm: all ${count} processes gone ${(spreadUs / 1000).toFixed(1)} ms after the release (the forker's view); ` +
+      `the waits settled from ${(Number(firstSettle - t0) / 1e6).toFixed(1)} ` +
+      `to ${(Number(lastSettle - t0) / 1e6).toFixed(1)} ms after it (all ${STORM * 2} at ${ms.toFixed(1)} ms); ` +
+      `sources ${JSON.stringify(sources)}`,
   );
   for (const p of fds) p.close();
 });
@@ -102,12 +105,16 @@ t.test(
       const heapWhat = `${name}: live heap ${s0.heapUsedKiB} -> ${a.heapUsedKiB} -> ${b.heapUsedKiB} KiB`;
       t.ok(b.heapUsedKiB - a.heapUsedKiB < 2048 || b.heapUsedKiB - s0.heapUsedKiB < 4096, heapWhat);
       // RSS less what V8 newly committed to its heap: a native leak lives outside it. V8 may make committed pages
-      // resident a half later, so growth must show both in the second half and in all (32 MiB: 67 or 671 bytes a cycle).
-      // Under ASan RSS holds its quarantine: LeakSanitizer checks leaks instead, at the churn process's exit (status 0).
+      // resident a half later, so growth must show both in the second half and in all (32 MiB: 67 or 671 bytes a
+      // cycle). Under ASan RSS holds its quarantine: LeakSanitizer checks leaks instead, at the churn process's exit
+      // (status 0).
       const grown = (x: Snap, y: Snap) => y.rssKiB - x.rssKiB - Math.max(0, y.heapTotalKiB - x.heapTotalKiB);
       const half = grown(a, b);
       const whole = grown(s0, b);
-      const what = `${name}: RSS ${s0.rssKiB} -> ${a.rssKiB} -> ${b.rssKiB} KiB, V8 heap committed ${s0.heapTotalKiB} -> ${a.heapTotalKiB} -> ${b.heapTotalKiB} KiB: outside the heap ${half} KiB in the second half, ${whole} KiB in all`;
+      const what =
+        `${name}: RSS ${s0.rssKiB} -> ${a.rssKiB} -> ${b.rssKiB} KiB, ` +
+        `V8 heap committed ${s0.heapTotalKiB} -> ${a.heapTotalKiB} -> ${b.heapTotalKiB} KiB: ` +
+        `outside the heap ${half} KiB in the second half, ${whole} KiB in all`;
       if (process.env.PIDFD_SANITIZED)
         t.skip(`${what} (not bounded under ASan: its quarantine; LeakSanitizer checks leaks instead)`, () => {});
       else t.ok(half < 32 * 1024 || whole < 32 * 1024, what);
@@ -115,7 +122,10 @@ t.test(
     t.equal(report.rejected, WAIT_CYCLES, 'every aborted wait rejected with ABORT_ERR');
     const row = (k: keyof Snap) => snaps.map((s) => s[k]).join('/');
     t.comment(
-      `churn (after warm-up): ${OPEN_CYCLES} open/close in ${(report.openMs / 1000).toFixed(1)} s, ${WAIT_CYCLES} wait/abort in ${(report.waitMs / 1000).toFixed(1)} s; at start/open½/open/wait½/wait: fds ${row('fds')}, live heap KiB ${row('heapUsedKiB')}, RSS KiB ${row('rssKiB')}, V8 heap committed KiB ${row('heapTotalKiB')}, registrations ${row('pending')}`,
+      `churn (after warm-up): ${OPEN_CYCLES} open/close in ${(report.openMs / 1000).toFixed(1)} s, ` +
+        `${WAIT_CYCLES} wait/abort in ${(report.waitMs / 1000).toFixed(1)} s; ` +
+        `at start/open½/open/wait½/wait: fds ${row('fds')}, live heap KiB ${row('heapUsedKiB')}, ` +
+        `RSS KiB ${row('rssKiB')}, V8 heap committed KiB ${row('heapTotalKiB')}, registrations ${row('pending')}`,
     );
   },
 );

@@ -28,6 +28,7 @@ t.test(`8 workers churned for ${SECONDS} s`, async (t) => {
   t.equal(after['anon_inode:[eventpoll]'], before['anon_inode:[eventpoll]'], "every worker's watcher epoll set closed");
   t.same(after, before, `fd table unchanged: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
   t.comment(
-    `worker churn: ${report.started} workers started, ${report.terminated} terminated, ${report.cycles} cycles, fds ${report.before.length} -> ${report.after.length}`,
+    `worker churn: ${report.started} workers started, ${report.terminated} terminated, ${report.cycles} cycles, ` +
+      `fds ${report.before.length} -> ${report.after.length}`,
   );
 });

@@ -330,10 +330,12 @@ t.test('a tree rooted at an ancestor of the caller: killed around it, the caller
   const stale = ensureDist();
   if (stale) throw new Error(stale);
   // sh (the root) -> node (the caller, running killTree on its parent) and sh -> sleep (a sibling, a member).
-  const script = `
+  const script =
+    `
     const { killTree } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
     killTree(process.ppid, { timeout: 3000 }).then((r) => {
-      console.log(JSON.stringify({ me: process.pid, pids: r.processes.map((m) => m.pid), exits: r.processes.map((m) => m.exit.signal) }));
+      console.log(JSON.stringify({ me: process.pid, pids: r.processes.map((m) => m.pid), ` +
+    `exits: r.processes.map((m) => m.exit.signal) }));
     }, (e) => console.log('error ' + e.message));
   `;
   const sh = track(
