@@ -66,15 +66,31 @@ async function wake(p, pid) {
       resolve();
     }),
   );
-  await sleep(SETTLE_MS);
-  const t0 = now();
-  process.kill(pid, SIGKILL);
+  const t0 = await settleAndKill(pid);
   await fired;
   return Number(t1 - t0);
 }
 
 async function nonChild() {
   return Number(await reaper.ask('s'));
+}
+
+// waitExit() on p, the time it settled taken first thing in its callback; `at()` reads it once `done` has settled.
+function timedWait(p, label) {
+  let t;
+  const done = p.waitExit().then((info) => {
+    t = now();
+    countSource(label, info);
+  });
+  return { done, at: () => t };
+}
+
+// Every sample kills its victim SETTLE_MS after arming, and times from just before kill(2).
+async function settleAndKill(pid) {
+  await sleep(SETTLE_MS);
+  const t0 = now();
+  process.kill(pid, SIGKILL);
+  return t0;
 }
 
 const samplers = {
@@ -92,18 +108,12 @@ const samplers = {
     const child = await spawnVictim();
     const gone = exitOf(child);
     const p = PidFd.fromChild(child);
-    let t1;
-    const done = p.waitExit().then((info) => {
-      t1 = now();
-      return info;
-    });
-    await sleep(SETTLE_MS);
-    const t0 = now();
-    process.kill(child.pid, SIGKILL);
-    countSource('waitExit.child', await done);
+    const w = timedWait(p, 'waitExit.child');
+    const t0 = await settleAndKill(child.pid);
+    await w.done;
     await gone;
     p.close();
-    return { 'waitExit.child': Number(t1 - t0) };
+    return { 'waitExit.child': Number(w.at() - t0) };
   },
 
   async exitEvent() {
@@ -115,16 +125,14 @@ const samplers = {
         resolve();
       }),
     );
-    await sleep(SETTLE_MS);
-    const t0 = now();
-    process.kill(child.pid, SIGKILL);
+    const t0 = await settleAndKill(child.pid);
     await gone;
     return { 'exit.child': Number(t1 - t0) };
   },
 
   async race() {
     const child = await spawnVictim();
-    let te, tw;
+    let te;
     const gone = new Promise((resolve) =>
       child.once('exit', () => {
         te = now();
@@ -132,17 +140,12 @@ const samplers = {
       }),
     );
     const p = PidFd.fromChild(child);
-    const done = p.waitExit().then((info) => {
-      tw = now();
-      return info;
-    });
-    await sleep(SETTLE_MS);
-    const t0 = now();
-    process.kill(child.pid, SIGKILL);
-    countSource('race.waitExit', await done);
+    const w = timedWait(p, 'race.waitExit');
+    const t0 = await settleAndKill(child.pid);
+    await w.done;
     await gone;
     p.close();
-    return { 'race.waitExit': Number(tw - t0), 'race.exit': Number(te - t0) };
+    return { 'race.waitExit': Number(w.at() - t0), 'race.exit': Number(te - t0) };
   },
 
   async wakeChild() {
@@ -168,17 +171,11 @@ const samplers = {
   async waitExitNonChild() {
     const pid = await nonChild();
     const p = PidFd.open(pid);
-    let t1;
-    const done = p.waitExit().then((info) => {
-      t1 = now();
-      return info;
-    });
-    await sleep(SETTLE_MS);
-    const t0 = now();
-    process.kill(pid, SIGKILL);
-    countSource('waitExit.nonchild', await done);
+    const w = timedWait(p, 'waitExit.nonchild');
+    const t0 = await settleAndKill(pid);
+    await w.done;
     p.close();
-    return { 'waitExit.nonchild': Number(t1 - t0) };
+    return { 'waitExit.nonchild': Number(w.at() - t0) };
   },
 
   async poll() {
