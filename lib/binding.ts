@@ -57,7 +57,8 @@ export interface Native {
   unwatch(fd: number): number;
   watcherRef(ref: boolean): void;
   /** One poll on `fd` (uv events: UV_READABLE, UV_PRIORITIZED ...), by libuv or on the helper thread → id > 0 |
-   *  -errno. The poll owns the fd from then on and closes it in pollStop. `onEvent(status, events)`: status < 0 on
+   *  -errno. The poll works on its own duplicate of `fd` (closed in pollStop); `fd` stays the caller's to close.
+   *  `onEvent(status, events)`: status < 0 on
    *  an error (the poll has stopped). */
   pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void, thread: boolean): number;
   pollStop(id: number): number;

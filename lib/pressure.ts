@@ -317,13 +317,15 @@ export class PressureWatcher extends EventEmitter implements AsyncIterable<Press
           : '';
       return `writing the trigger ${JSON.stringify(trigger)} failed with ${e.code}${hint}`;
     }
+    // The poll keeps a duplicate (the trigger lives on in it); ours is closed through fs, which opened it, so that
+    // in a worker Node's own record of the fds it opened stays true.
     const id = native.pollStart(fd, C.UV_PRIORITIZED, this.#onPoll, threadPath);
+    closeSync(fd);
     if (id < 0) {
-      closeSync(fd);
       if (outOfResource(id)) throw systemError(id, 'uv_poll_start');
       return `polling the trigger fd failed: ${systemError(id, 'uv_poll_start').message}`;
     }
-    this.#poll = id; // the poll owns the fd now
+    this.#poll = id;
     if (!this.#ref) native.pollRef(id, false);
     return undefined;
   }

@@ -7,7 +7,10 @@
 // therefore gets its own uv_poll_t with UV_PRIORITIZED, or its own registration in the thread's set (polled
 // directly by epoll_wait there, one level as on libuv's loop). Both report libuv's (status, events) to JS.
 //
-// The poll takes the fd: it is closed when the poll is closed (pollStop, or the environment's teardown), after
+// The poll works on a duplicate of the fd it is given (F_DUPFD_CLOEXEC; a PSI trigger belongs to the open file, so
+// it lives on in the duplicate) and the caller closes its own: the caller's fd came from Node's fs, and in a worker
+// Node closes every fd its fs opened when the worker ends, whatever the number has been reused for by then. The
+// duplicate is closed when the poll is closed (pollStop, or the environment's teardown), after
 // libuv has removed it from the loop. uv_poll_init sets O_NONBLOCK on the fd it is given; these fds are
 // private to the library, so that changes nothing anyone relies on.
 //
@@ -15,6 +18,7 @@
 // libuv has finished with the handle before Node unloads the environment (else SIGSEGV on worker.terminate()).
 // On the thread, the environment's cleanup hook closes the polls once the thread has been joined.
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 #include <uv.h>
@@ -84,7 +88,8 @@ uint32_t ToEpoll(int uvEvents) {
   return e;
 }
 
-// (fd, uvEvents, callback(status, events), thread) → poll id (> 0) | -errno. On success the poll owns the fd. The
+// (fd, uvEvents, callback(status, events), thread) → poll id (> 0) | -errno. The poll owns a duplicate of fd; fd
+// stays the caller's, to close in every case. The
 // poll keeps the loop alive (ref'd) until pollRef(id, false). thread: on the helper thread instead of libuv.
 Napi::Value PollStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -107,31 +112,42 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "pidfd native: could not start the poll");
   }
   int32_t id = st->nextPoller;
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    int e = errno;
+    p->callback.Destroy(env);
+    delete p;
+    return Result(env, -e);
+  }
+  p->fd = own;
   int r;
   if (thread) {
     p->epollEvents = ToEpoll(events);
-    r = HelperAdd(env, st, fd, p->epollEvents, static_cast<uint64_t>(id));
+    r = HelperAdd(env, st, own, p->epollEvents, static_cast<uint64_t>(id));
   } else {
-    r = uv_poll_init(loop, &p->handle, fd);
+    r = uv_poll_init(loop, &p->handle, own);
     if (r == 0) {
       p->handle.data = p;
       r = uv_poll_start(&p->handle, events, OnPoll);
       if (r < 0) {
-        // The handle is initialized: it must be closed through libuv, but the fd stays the caller's.
+        // The handle is initialized: it must be closed through libuv; the duplicate after it.
         p->callback.Destroy(env);
         p->closing = true;
-        uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
-                 [](uv_handle_t* h) { delete static_cast<Poller*>(h->data); });
+        uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
+          Poller* q = static_cast<Poller*>(h->data);
+          close(q->fd);
+          delete q;
+        });
         return Result(env, r);
       }
     }
   }
   if (r < 0) {
     p->callback.Destroy(env);
+    close(own);
     delete p;
     return Result(env, r);  // libuv errors are -errno
   }
-  p->fd = fd;
   p->id = id;
   st->nextPoller = st->nextPoller == 0x7fffffff ? 1 : st->nextPoller + 1;
   if (thread) HelperRef(env, st, static_cast<uint64_t>(id), true);

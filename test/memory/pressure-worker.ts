@@ -17,3 +17,19 @@ t.test('terminating workers with armed PSI triggers, 20 rounds', async (t) => {
   t.equal(r.status, 0);
   t.equal(r.stdout.trim(), 'ok 20');
 });
+
+t.test("a worker's exit closes none of the main thread's fds after it used a PSI trigger", async (t) => {
+  for (const watcher of ['default', 'thread']) {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '' };
+    if (watcher === 'thread') env.PIDFD_WATCHER = 'thread';
+    const r = spawnSync(process.execPath, [join(__dirname, '..', 'fixtures', 'psi-worker-fds.js')], {
+      encoding: 'utf8',
+      env,
+      timeout: 60_000,
+    });
+    t.equal(r.status, 0, `${watcher}: exit status 0 (stderr: ${r.stderr})`);
+    const out = JSON.parse(r.stdout) as { mode: string; fds: number[]; closed: number[] };
+    t.equal(out.mode, 'trigger', `${watcher}: the worker armed a kernel trigger`);
+    t.same(out.closed, [], `${watcher}: the main thread's fds ${out.fds.join(', ')} are all still open`);
+  }
+});
