@@ -18,12 +18,12 @@
 // libuv has finished with the handle before Node unloads the environment (else SIGSEGV on worker.terminate()).
 // On the thread, the environment's cleanup hook closes the polls once the thread has been joined.
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "addon.h"
+#include "syscalls.h"
 
 namespace pidfd {
 
@@ -112,7 +112,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "pidfd native: could not start the poll");
   }
   int32_t id = st->nextPoller;
-  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int own = sys_dup_cloexec(fd);
   if (own < 0) {
     int e = errno;
     p->callback.Destroy(env);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -79,6 +80,8 @@ inline long sys_process_madvise(int fd, const struct iovec* iov, size_t n, int a
 inline int sys_process_mrelease(int fd, unsigned flags) {
   return static_cast<int>(syscall(SYS_process_mrelease, fd, flags));
 }
+// fcntl(fd, F_DUPFD_CLOEXEC, 0) by number: glibc 2.28 routes fcntl() through fcntl64, above the prebuild's floor.
+inline int sys_dup_cloexec(int fd) { return static_cast<int>(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0)); }
 inline int sys_waitid_pidfd(int fd, siginfo_t* info, int options) {
   // The raw waitid takes a fifth argument (struct rusage*); NULL is fine.
   return static_cast<int>(syscall(SYS_waitid, P_PIDFD, fd, info, options, nullptr));
