@@ -3,7 +3,7 @@
 // read (`readChecked`). Reads that skip the check say so in their name (`readUnchecked`, `statUnchecked`), and
 // listings (`listPids`, `listChildren`, `childrenByScan`) are hints: each pid they give must be opened and checked.
 import { readdirSync, readFileSync } from 'node:fs';
-import { E, systemError, SystemError } from './errors';
+import { E, outOfResource, systemError, SystemError } from './errors';
 import type { PidFd } from './pidfd';
 
 /** What a checked read needs of a PidFd (structural, so this module does not import the class). */
@@ -169,9 +169,16 @@ export function listChildren(pid: number): number[] {
   return out;
 }
 
-/** Whether the kernel has /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN). */
-export function hasChildrenFiles(): boolean {
-  return readUnchecked(process.pid, `task/${process.pid}/children`) !== undefined;
+/** Whether the kernel has /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN); undefined if the check could not
+ *  run (out of fds or memory). */
+export function hasChildrenFiles(): boolean | undefined {
+  try {
+    readFileSync(`/proc/self/task/${process.pid}/children`, 'latin1');
+    return true;
+  } catch (err) {
+    // Out of fds or memory says nothing about the kernel: no answer, to be asked again.
+    return outOfResource((err as NodeJS.ErrnoException).code) ? undefined : false;
+  }
 }
 
 /** A hint: every pid in /proc (processes, not threads). */

@@ -137,8 +137,8 @@ export function forceProcScan(on: boolean | undefined): void {
  * finds nothing new, so the result is the same).
  */
 function childLister(): (pid: number) => number[] {
-  childrenFiles ??= hasChildrenFiles();
-  if (childrenFiles) return listChildren;
+  childrenFiles ??= hasChildrenFiles(); // stays undefined (asked again next time) if the check could not run
+  if (childrenFiles === true) return listChildren;
   const byParent = childrenByScan();
   return (pid) => byParent.get(pid) ?? [];
 }

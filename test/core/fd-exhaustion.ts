@@ -118,3 +118,10 @@ t.test('worker threads: one fills the fd table; the main thread and a new worker
   t.same(r.fresh.caps, reference(), 'a new worker');
   worked(t, r.fresh.features, 'a new worker');
 });
+
+t.test("killTree's children-file check: no answer while the table is full, the real one after", async (t) => {
+  const r = await run<{ whileFull: boolean | null; after: boolean | null; tree: Outcome }>('children-files');
+  t.equal(r.whileFull, null, 'with no fd free the check has no answer (not "no children files")');
+  t.equal(r.after, true, 'once fds are free it finds the children files this kernel has');
+  t.same(r.tree, { ok: 3 }, 'killTree then kills the shell and its two sleepers');
+});
