@@ -358,14 +358,9 @@ export class PidFd {
     if (this.#exit !== undefined) return Promise.resolve(this.#exit);
     return new Promise<ExitInfo>((resolve, reject) => {
       const w: Waiter = { resolve, reject, ref, timer: undefined, signal, onAbort: undefined };
-      // Starting the watcher can fail (EMFILE; a runtime without the mechanism): then nothing is registered.
-      if (ref) {
-        try {
-          watcher.retain();
-        } catch (err) {
-          return reject(err);
-        }
-      }
+      // First: starting the watcher can throw (EMFILE; a runtime without the mechanism), which rejects this promise
+      // with nothing registered yet.
+      if (ref) watcher.retain();
       this.#waiters.add(w);
       const timeout = options?.timeout;
       if (timeout !== undefined) {
