@@ -1,0 +1,14 @@
+// The low-memory killer: one file per job (options, budget, candidates, steps, events, the class, lockMemory).
+export { type MemoryHeadroom, readHeadroom } from './budget';
+export type { Candidate } from './candidates';
+export type {
+  KillEvent,
+  LowMemoryKillerEvents,
+  PressureStartEvent,
+  ReclaimEvent,
+  RecoveredEvent,
+  TrimEvent,
+} from './events';
+export { LowMemoryKiller } from './killer';
+export { type LockResult, lockMemory } from './lock';
+export type { CandidateSource, KillerPsiOptions, LowMemoryKillerOptions } from './options';
