@@ -25,6 +25,7 @@ export { readPressure, watchPressure, PressureWatcher } from './pressure';
 export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
 export type {
   Candidate,
+  CandidateMatcher,
   CandidateSource,
   KillerPsiOptions,
   LockResult,

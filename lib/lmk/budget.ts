@@ -14,6 +14,11 @@ export interface MemoryHeadroom {
   available: number;
   total: number;
   source: 'meminfo' | 'cgroup-v1' | 'cgroup-v2';
+  /** Free swap the budget may still use, and the swap's size, in bytes (0 and 0 without swap). */
+  swapFree: number;
+  swapTotal: number;
+  /** What set `available`: `MemAvailable`, or the cgroup file (and its directory) that bounded it. */
+  limitedBy: string;
 }
 
 /**
@@ -30,6 +35,9 @@ export function readHeadroom(cgroup?: string): MemoryHeadroom {
       available: m.get('MemAvailable') ?? m.get('MemFree') ?? 0,
       total: m.get('MemTotal') ?? 0,
       source: 'meminfo',
+      swapFree: m.get('SwapFree') ?? 0,
+      swapTotal: m.get('SwapTotal') ?? 0,
+      limitedBy: 'MemAvailable',
     };
   }
   const cg = readMemoryCgroup(cgroup);
@@ -39,7 +47,15 @@ export function readHeadroom(cgroup?: string): MemoryHeadroom {
       `${cgroup} is not a memory cgroup (no memory.usage_in_bytes or memory.current)`,
     );
   }
-  const memTotal = readMeminfo().get('MemTotal') ?? Infinity;
+  const mi = readMeminfo();
+  const memTotal = mi.get('MemTotal') ?? Infinity;
   const lim = cg.limit === undefined ? memTotal : Math.min(cg.limit, memTotal);
-  return { available: lim - cg.usage, total: lim, source: cg.version === 1 ? 'cgroup-v1' : 'cgroup-v2' };
+  return {
+    available: lim - cg.usage,
+    total: lim,
+    source: cg.version === 1 ? 'cgroup-v1' : 'cgroup-v2',
+    swapFree: mi.get('SwapFree') ?? 0,
+    swapTotal: mi.get('SwapTotal') ?? 0,
+    limitedBy: cgroup,
+  };
 }

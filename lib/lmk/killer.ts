@@ -116,7 +116,8 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       this.#psi.on('error', (err: Error) => this.emit('error', err));
     }
     // Memory is checked on a timer (with PSI alone, the timer notices that pressure has ended).
-    this.#timer = setInterval(() => this.#wake(), this.options.interval ?? 1000);
+    const iv = this.options.interval;
+    this.#timer = setInterval(() => this.#wake(), typeof iv === 'number' ? iv : 1000);
     if (!this.#ref) this.#timer.unref();
     if (this.options.minAvailable !== undefined) this.#wake();
     return this;

@@ -37,29 +37,60 @@ export type KillerPsiOptions = Omit<WatchPressureOptions, 'resource' | 'ref'> & 
  */
 export interface LowMemoryKillerOptions {
   candidates: CandidateSource;
-  /** Sort order: negative when `a` should go before `b`. Default: higher oom_score_adj first, then larger PSS. */
-  rank?: (a: Candidate, b: Candidate) => number;
-  /** Pids, or a predicate, never to act on. */
-  protect?: number[] | ((c: Candidate) => boolean);
-  /** Act when available memory is below this: bytes, or a percentage of the total (`'10%'`). */
+
+  // When: each signal that is set is a rule; `when` combines them. A critical PSI level acts on its own.
+  /** Act when available memory is below this: bytes, or a percentage of the budget's total (`'10%'`). */
   minAvailable?: number | `${number}%`;
-  /** Where available memory is measured: default the system (/proc/meminfo MemAvailable of MemTotal); with a
-   *  memory cgroup directory, its headroom (v1: limit_in_bytes - usage_in_bytes; v2: memory.max - memory.current). */
-  memory?: { cgroup: string };
-  /** Act on PSI events (with `minAvailable` as well: both must say so). */
+  /** Act when free swap is below this: bytes, or a percentage of the swap's size. Ignored without swap. */
+  minSwapFree?: number | `${number}%`;
+  /** Act on PSI events (a kernel trigger, or sampling for windows a trigger cannot take). */
   psi?: KillerPsiOptions;
+  /** Act at once, whatever the other rules say, when tasks were fully stalled on memory (PSI `full`) for at least
+   *  `stall` ms in the last second, sampled from the stall totals (no trigger needed). */
+  critical?: { stall: number; cgroup?: string };
+  /** How the rules that are set combine: `all` (default: each must say so) or `any` (one is enough). */
+  when?: 'all' | 'any';
+  /** Where available memory is measured: default the system (/proc/meminfo); with a memory cgroup directory, the
+   *  smallest headroom among the group and its ancestors (see docs/low-memory-killer.md, "Budget"). */
+  memory?: { cgroup: string };
   /** Pressure ends when available memory is back above minAvailable × (1 + hysteresis). Default 0.1. */
   hysteresis?: number;
-  /** How often available memory is checked, in ms (default 1000). */
-  interval?: number;
+  /** How often memory is sampled, in ms: a fixed period, or the bounds of an adaptive one that shortens as the
+   *  headroom nears the threshold (default `{ min: 10, max: 1000 }`). */
+  interval?: number | { min?: number; max?: number };
+
+  // Who: ranking. Default: the kernel's OOM badness weighed against this budget (see docs).
+  /** Sort order: negative when `a` should go before `b`. Replaces the default ranking entirely. */
+  rank?: (a: Candidate, b: Candidate) => number;
+  /** Never reclaimed, trimmed or killed. */
+  protect?: CandidateMatcher | CandidateMatcher[];
+  /** Killed before any candidate not listed here (then by rank among themselves). */
+  prefer?: CandidateMatcher | CandidateMatcher[];
+  /** Killed only when no other candidate is left. */
+  avoid?: CandidateMatcher | CandidateMatcher[];
+  /** A candidate whose memory (with what its kill mode takes along) is below this is chosen only after every
+   *  larger one: bytes or a percentage of the budget's total. Default none. */
+  minVictim?: number | `${number}%`;
+
+  // What and how.
+  /** What a kill takes: the victim alone (`process`, default), its process group (`group`), it and its
+   *  descendants (`tree`), or its whole cgroup (`cgroup`, by cgroup.kill). A victim whose cgroup v2 group has
+   *  memory.oom.group set is killed with its group whatever the mode, as the kernel would. */
+  killMode?: 'process' | 'group' | 'tree' | 'cgroup';
+  /** A graceful kill: `signal` (default SIGTERM) first, SIGKILL after `timeout` ms (default 1000) or as soon as
+   *  available memory falls below `critical` (bytes or % of the total; default half of minAvailable). */
+  graceful?: { signal?: NodeJS.Signals | number; timeout?: number; critical?: number | `${number}%` };
   /** The reclaim step: `false` to skip it; `advice` (default `pageout`), `count` (how many of the lowest-priority
-   *  candidates, default all), `settle` (ms to wait before measuring again, default 200). */
-  reclaim?: false | { advice?: 'pageout' | 'cold'; count?: number; settle?: number };
+   *  candidates, default all), `settle` (ms to wait before measuring again, default 200), `anon` (advise
+   *  anonymous memory too: default `'auto'`, only where swap or zram can take it). */
+  reclaim?: false | { advice?: 'pageout' | 'cold'; count?: number; settle?: number; anon?: boolean | 'auto' };
   /** The trim step (off unless given): a signal to send and/or a callback to call for each candidate, then wait up
    *  to `deadline` ms (default 1000) for memory to come back. */
   trim?: {
-    /** Sent to each unprotected candidate through its pidfd. */
+    /** Sent through its pidfd to each unprotected candidate that catches it (SigCgt), and to those in `always`. */
     signal?: NodeJS.Signals | number;
+    /** Candidates sent `signal` even though /proc shows no handler for it. */
+    always?: CandidateMatcher | CandidateMatcher[];
     /** Called for each unprotected candidate; `signal` aborts at the deadline. */
     callback?: (c: Candidate, signal: AbortSignal) => void | Promise<void>;
     /** ms to wait for memory to come back (default 1000). */
@@ -75,6 +106,18 @@ export interface LowMemoryKillerOptions {
   /** Keep the event loop alive while running (default true). */
   ref?: boolean;
 }
+
+/**
+ * Names candidates: a pid, a command name (`comm`, exact), a RegExp (tested against comm, the command line joined
+ * with spaces, and the cgroup path), or a predicate.
+ *
+ * @example
+ * const lmk = new LowMemoryKiller({
+ *   candidates: { cgroup: dir }, minAvailable: '10%', protect: [dbPid, 'postgres'], prefer: /--batch/,
+ *   avoid: (c) => c.oomScoreAdj < 0,
+ * });
+ */
+export type CandidateMatcher = number | string | RegExp | ((c: Candidate) => boolean);
 
 /** Throws the TypeError/RangeError the first invalid option deserves. */
 export function validateOptions(options: LowMemoryKillerOptions): void {
@@ -96,20 +139,34 @@ export function validateOptions(options: LowMemoryKillerOptions): void {
   }
   if (options.rank !== undefined && typeof options.rank !== 'function')
     throw invalidType('options.rank', 'a function', options.rank);
-  const pr = options.protect;
-  if (pr !== undefined && typeof pr !== 'function' && !(Array.isArray(pr) && pr.every((x) => Number.isInteger(x)))) {
-    throw invalidType('options.protect', 'an array of pids or a function', pr);
+  validateMatchers(options.protect, 'options.protect');
+  validateMatchers(options.prefer, 'options.prefer');
+  validateMatchers(options.avoid, 'options.avoid');
+  validateAmount(options.minVictim, 'options.minVictim');
+  validateAmount(options.minSwapFree, 'options.minSwapFree');
+  if (options.critical !== undefined) {
+    validateObject(options.critical, 'options.critical');
+    const st = options.critical.stall;
+    if (typeof st !== 'number' || !(st > 0 && st <= 1000))
+      throw outOfRange('options.critical.stall', '> 0 and <= 1000 (ms in 1 s)', st);
+    if (options.critical.cgroup !== undefined && typeof options.critical.cgroup !== 'string')
+      throw invalidType('options.critical.cgroup', 'of type string', options.critical.cgroup);
+  }
+  if (options.when !== undefined && options.when !== 'all' && options.when !== 'any')
+    throw invalidValue('options.when', options.when, "must be 'all' or 'any'");
+  const km = options.killMode;
+  if (km !== undefined && !['process', 'group', 'tree', 'cgroup'].includes(km))
+    throw invalidValue('options.killMode', km, "must be 'process', 'group', 'tree' or 'cgroup'");
+  if (options.graceful !== undefined) {
+    validateObject(options.graceful, 'options.graceful');
+    if (options.graceful.signal !== undefined) toSignalNumber(options.graceful.signal);
+    validateTimeout(options.graceful.timeout, 'options.graceful.timeout');
+    validateAmount(options.graceful.critical, 'options.graceful.critical');
   }
   const ma = options.minAvailable;
-  if (ma !== undefined) {
-    if (typeof ma === 'number') {
-      if (!(ma >= 0 && Number.isFinite(ma))) throw outOfRange('options.minAvailable', 'a byte count >= 0', ma);
-    } else if (typeof ma !== 'string' || !/^\d+(\.\d+)?%$/.test(ma) || Number(ma.slice(0, -1)) > 100) {
-      throw invalidValue('options.minAvailable', ma, "must be a byte count or a percentage such as '10%'");
-    }
-  }
-  if (ma === undefined && options.psi === undefined) {
-    throw invalidValue('options', options, 'needs minAvailable and/or psi: when to act');
+  validateAmount(ma, 'options.minAvailable');
+  if (ma === undefined && options.psi === undefined && options.minSwapFree === undefined && !options.critical) {
+    throw invalidValue('options', options, 'needs minAvailable, minSwapFree, psi and/or critical: when to act');
   }
   if (options.memory !== undefined && (options.memory === null || typeof options.memory.cgroup !== 'string')) {
     throw invalidType('options.memory', '{ cgroup: string }', options.memory);
@@ -117,10 +174,25 @@ export function validateOptions(options: LowMemoryKillerOptions): void {
   if (options.hysteresis !== undefined && !(options.hysteresis >= 0 && options.hysteresis <= 10)) {
     throw outOfRange('options.hysteresis', '>= 0 and <= 10', options.hysteresis);
   }
-  validateTimeout(options.interval, 'options.interval');
+  const iv = options.interval;
+  if (typeof iv === 'object' && iv !== null) {
+    validateTimeout(iv.min, 'options.interval.min');
+    validateTimeout(iv.max, 'options.interval.max');
+    if ((iv.min ?? 1) < 1 || (iv.max ?? 1) < 1 || (iv.min ?? 10) > (iv.max ?? 1000))
+      throw outOfRange('options.interval', '{ min, max } with 1 <= min <= max', iv);
+  } else {
+    validateTimeout(iv, 'options.interval');
+    // 0 would be a busy loop: a sample every millisecond is the floor.
+    if (iv !== undefined && iv < 1) throw outOfRange('options.interval', '>= 1 (ms)', iv);
+  }
   validateTimeout(options.killTimeout, 'options.killTimeout');
   validateTimeout(options.memoryTimeout, 'options.memoryTimeout');
-  if (options.reclaim !== undefined && options.reclaim !== false) validateObject(options.reclaim, 'options.reclaim');
+  if (options.reclaim !== undefined && options.reclaim !== false) {
+    validateObject(options.reclaim, 'options.reclaim');
+    const a = options.reclaim.anon;
+    if (a !== undefined && a !== 'auto' && typeof a !== 'boolean')
+      throw invalidValue('options.reclaim.anon', a, "must be true, false or 'auto'");
+  }
   if (options.trim !== undefined) {
     validateObject(options.trim, 'options.trim');
     if (options.trim.signal !== undefined) toSignalNumber(options.trim.signal);
@@ -128,8 +200,36 @@ export function validateOptions(options: LowMemoryKillerOptions): void {
       throw invalidType('options.trim.callback', 'a function', options.trim.callback);
     }
     validateTimeout(options.trim.deadline, 'options.trim.deadline');
+    validateMatchers(options.trim.always, 'options.trim.always');
   }
   validateBoolean(options.release, 'options.release');
   validateBoolean(options.dryRun, 'options.dryRun');
   validateBoolean(options.ref, 'options.ref');
+}
+
+/** Bytes, or a percentage such as `'10%'`. */
+export function validateAmount(v: unknown, name: string): void {
+  if (v === undefined) return;
+  if (typeof v === 'number') {
+    if (!(v >= 0 && Number.isFinite(v))) throw outOfRange(name, 'a byte count >= 0', v);
+  } else if (typeof v !== 'string' || !/^\d+(\.\d+)?%$/.test(v) || Number(v.slice(0, -1)) > 100) {
+    throw invalidValue(name, v, "must be a byte count or a percentage such as '10%'");
+  }
+}
+
+/** An amount in bytes: a percentage is of `total`. */
+export function toBytes(v: number | `${number}%`, total: number): number {
+  return typeof v === 'number' ? v : (total * Number(v.slice(0, -1))) / 100;
+}
+
+function validateMatchers(v: unknown, name: string): void {
+  if (v === undefined) return;
+  for (const m of Array.isArray(v) ? (v as unknown[]) : [v]) {
+    const ok =
+      (typeof m === 'number' && Number.isInteger(m) && m > 0) ||
+      (typeof m === 'string' && m !== '') ||
+      m instanceof RegExp ||
+      typeof m === 'function';
+    if (!ok) throw invalidType(name, 'pids, command names, RegExps or predicates', m);
+  }
 }
