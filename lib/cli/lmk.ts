@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CandidateSource, LowMemoryKiller, type LowMemoryKillerOptions } from '../index';
+import { setPriority } from 'node:os';
+import { type CandidateMatcher, type CandidateSource, LowMemoryKiller, type LowMemoryKillerOptions } from '../index';
 import { type Command, parseMs, parsePid, parseSignal, UsageError } from './command';
 import { mib } from './format';
 
@@ -29,6 +30,31 @@ export function parsePsi(text: string): { kind: 'some' | 'full'; threshold: numb
   };
 }
 
+/** `10ms..1s` (adaptive bounds) or one duration (a fixed period). */
+export function parseInterval(text: string): number | { min: number; max: number } {
+  const m = /^(.+?)\.\.(.+)$/.exec(text.trim());
+  if (!m) return parseMs(text, '--interval');
+  return { min: parseMs(m[1], '--interval minimum'), max: parseMs(m[2], '--interval maximum') };
+}
+
+/** A comma-separated list of pids, command names and /regexps/. */
+export function parseMatchers(text: string, what: string): CandidateMatcher[] {
+  return text
+    .split(',')
+    .map((w) => w.trim())
+    .filter((w) => w !== '')
+    .map((w) => {
+      if (/^\d+$/.test(w)) return parsePid(w, what);
+      const re = /^\/(.*)\/([a-z]*)$/.exec(w);
+      if (!re) return w;
+      try {
+        return new RegExp(re[1], re[2]);
+      } catch {
+        throw new UsageError(`${what}: ${w} is not a valid regular expression`);
+      }
+    });
+}
+
 const isMemoryCgroup = (dir: string): boolean =>
   existsSync(join(dir, 'memory.usage_in_bytes')) || existsSync(join(dir, 'memory.current'));
 
@@ -38,31 +64,46 @@ export const lmk: Command = {
   summary: 'run the low-memory killer in the foreground, logging each decision',
   usage:
     "pidfd lmk (--cgroup DIR | --children-of PID) [--min-available 10%] [--psi 'some 150ms/2s'] " +
-    '[--memory-cgroup DIR] [--protect PID,...] [--trim-signal SIG] [--dry-run] [--once] [--json]',
+    '[--kill-mode MODE] [--protect LIST] [--prefer LIST] [--avoid LIST] [--dry-run] [--once] [--json] [...]',
   description: [
-    "Watches available memory (MemAvailable, or a memory cgroup's headroom) and/or memory pressure (PSI), and",
-    'answers pressure in steps: reclaim (process_madvise pageout on the candidates), trim (a signal, if given,',
-    'then up to --trim-deadline for memory to come back), kill (one victim: the highest oom_score_adj, then the',
-    'largest PSS; SIGKILL through its pidfd, process_mrelease, and it waits for the death and the memory before',
-    'deciding again). It only ever acts on the candidates; never on itself or pid 1.',
+    "Watches available memory (MemAvailable, or a memory cgroup's headroom), free swap and/or memory pressure",
+    '(PSI), sampling faster as the headroom nears the threshold (10 ms to 1 s), and answers pressure in steps:',
+    'reclaim (process_madvise pageout of file pages; anonymous ones too where swap can take them), trim (a signal,',
+    'only to candidates that catch it), kill (the candidate the kernel OOM killer would pick for this budget;',
+    'SIGKILL through its pidfd, process_mrelease, and the next decision as soon as its memory is gone). It only',
+    'ever acts on the candidates; never on itself, its ancestors or pid 1. See docs/low-memory-killer.md.',
     '',
     'Candidates (one of):',
     '  --cgroup DIR            the processes in a cgroup (v1 or v2 directory); if it is a memory cgroup, its',
-    '                          headroom (limit - usage) is the available memory',
+    '                          headroom is the budget',
     '  --children-of PID       the children of a process (e.g. your process manager)',
-    'When to act (one or both; with both, both must say so; neither: --min-available 10%):',
-    '  --min-available X       available memory below X: a percentage of the total (10%) or a size (512M)',
-    "  --psi 'some T/W'        tasks stalled T within W (e.g. 'some 150ms/2s'; windows of 2-10 s in whole",
-    '                          seconds get a kernel trigger, others run by sampling)',
+    'When to act (rules; neither given: --min-available 10%):',
+    '  --min-available X       available memory below X: a percentage of the budget (10%) or a size (512M)',
+    '  --min-swap-free X       free swap below X (a percentage of the swap, or a size); ignored without swap',
+    "  --psi 'some T/W'        tasks stalled T within W (e.g. 'some 150ms/2s'; a kernel trigger where the",
+    '                          kernel takes the window, else sampling)',
     "  --psi-resource R        memory (default), cpu or io;  --psi-cgroup DIR: a cgroup v2 group's pressure",
-    'Other options:',
+    '  --when all|any          how the rules combine (default all: each must say so)',
+    '  --critical T            act, whatever the rules say, after a full memory stall of T in 1 s (e.g. 200ms)',
+    '  --interval T|MIN..MAX   a fixed sampling period, or adaptive bounds (default 10ms..1s)',
+    '  --hysteresis F          the episode ends above the threshold × (1 + F) (default 0.1)',
     '  --memory-cgroup DIR     measure available memory in this memory cgroup instead',
-    '  --protect PID,...       never act on these',
-    '  --trim-signal SIG       ask candidates to free memory with this signal before any kill',
-    '  --trim-deadline T       how long to give them (default 1s)',
-    '  --no-reclaim            skip the reclaim step',
-    '  --interval T            how often available memory is checked (default 1s)',
+    'Who (LIST: comma-separated pids, command names and /regexps/ over comm, cmdline and cgroup):',
+    '  --protect LIST          never act on these',
+    '  --prefer LIST           kill these first;  --avoid LIST: kill these only when nothing else is left',
+    '  --min-victim X          rank candidates smaller than X after every larger one',
+    'What and how:',
+    '  --kill-mode M           process (default), group (its process group), tree (it and its descendants),',
+    '                          cgroup (its whole cgroup, by cgroup.kill)',
+    '  --grace T               SIGTERM first, SIGKILL after T or as soon as memory is critical',
+    '  --grace-signal SIG      the first signal (default SIGTERM);  --grace-critical X: the critical level',
+    '  --trim-signal SIG       ask candidates that catch SIG to free memory before any kill',
+    '  --trim-always LIST      send it to these even without a handler;  --trim-deadline T (default 1s)',
+    '  --no-reclaim            skip the reclaim step;  --reclaim-anon: advise anonymous memory even without swap',
+    '  --kill-timeout T        how long to wait for a victim to die (default 5s)',
+    '  --no-release            no process_mrelease after the SIGKILL',
     "  --lock                  lock the killer's own code in memory first",
+    '  --no-priority           keep the nice value (default: -20 where allowed, so the killer is not starved)',
     '  --dry-run               decide and log, act on nothing',
     '  --once                  one evaluation, then exit',
     '',
@@ -83,6 +124,22 @@ export const lmk: Command = {
     'trim-deadline': { type: 'string' },
     'no-reclaim': { type: 'boolean' },
     interval: { type: 'string' },
+    'min-swap-free': { type: 'string' },
+    when: { type: 'string' },
+    critical: { type: 'string' },
+    hysteresis: { type: 'string' },
+    prefer: { type: 'string' },
+    avoid: { type: 'string' },
+    'min-victim': { type: 'string' },
+    'kill-mode': { type: 'string' },
+    grace: { type: 'string' },
+    'grace-signal': { type: 'string' },
+    'grace-critical': { type: 'string' },
+    'trim-always': { type: 'string' },
+    'reclaim-anon': { type: 'boolean' },
+    'kill-timeout': { type: 'string' },
+    'no-release': { type: 'boolean' },
+    'no-priority': { type: 'boolean' },
     lock: { type: 'boolean' },
     'dry-run': { type: 'boolean' },
     once: { type: 'boolean' },
@@ -105,23 +162,75 @@ export const lmk: Command = {
       if (!['memory', 'cpu', 'io'].includes(res)) throw new UsageError('--psi-resource must be memory, cpu or io');
       options.psi = { ...parsePsi(v.psi), resource: res as 'memory', cgroup: v['psi-cgroup'] as string | undefined };
     }
-    if (options.minAvailable === undefined && options.psi === undefined) options.minAvailable = '10%';
+    if (typeof v['min-swap-free'] === 'string')
+      options.minSwapFree = parseAmount(v['min-swap-free'], '--min-swap-free');
+    if (typeof v.critical === 'string') {
+      options.critical = { stall: parseMs(v.critical, '--critical'), cgroup: v['psi-cgroup'] as string | undefined };
+      if (options.critical.stall > 1000) throw new UsageError('--critical is a stall within 1 s: at most 1s');
+    }
+    if (options.minAvailable === undefined && options.psi === undefined && options.minSwapFree === undefined)
+      options.minAvailable = '10%';
+    if (typeof v.when === 'string') {
+      if (v.when !== 'all' && v.when !== 'any') throw new UsageError('--when must be all or any');
+      options.when = v.when;
+    }
+    if (typeof v.hysteresis === 'string') {
+      const h = Number(v.hysteresis);
+      if (!(h >= 0 && h <= 10)) throw new UsageError('--hysteresis must be a number from 0 to 10');
+      options.hysteresis = h;
+    }
     const memCg =
       (v['memory-cgroup'] as string | undefined) ??
       (typeof v.cgroup === 'string' && isMemoryCgroup(v.cgroup) ? v.cgroup : undefined);
     if (memCg !== undefined) options.memory = { cgroup: memCg };
-    if (typeof v.protect === 'string')
-      options.protect = v.protect.split(',').map((p) => parsePid(p.trim(), '--protect'));
+    if (typeof v.protect === 'string') options.protect = parseMatchers(v.protect, '--protect');
+    if (typeof v.prefer === 'string') options.prefer = parseMatchers(v.prefer, '--prefer');
+    if (typeof v.avoid === 'string') options.avoid = parseMatchers(v.avoid, '--avoid');
+    if (typeof v['min-victim'] === 'string') options.minVictim = parseAmount(v['min-victim'], '--min-victim');
+    const km = v['kill-mode'];
+    if (typeof km === 'string') {
+      if (!['process', 'group', 'tree', 'cgroup'].includes(km))
+        throw new UsageError('--kill-mode must be process, group, tree or cgroup');
+      options.killMode = km as LowMemoryKillerOptions['killMode'];
+    }
+    if (typeof v.grace === 'string' || v['grace-signal'] !== undefined || v['grace-critical'] !== undefined) {
+      options.graceful = {};
+      if (typeof v.grace === 'string') options.graceful.timeout = parseMs(v.grace, '--grace');
+      if (typeof v['grace-signal'] === 'string')
+        options.graceful.signal = parseSignal(v['grace-signal'], '--grace-signal');
+      if (typeof v['grace-critical'] === 'string')
+        options.graceful.critical = parseAmount(v['grace-critical'], '--grace-critical');
+    }
     if (typeof v['trim-signal'] === 'string') {
       options.trim = { signal: parseSignal(v['trim-signal'], '--trim-signal') };
       if (typeof v['trim-deadline'] === 'string')
         options.trim.deadline = parseMs(v['trim-deadline'], '--trim-deadline');
+      if (typeof v['trim-always'] === 'string') options.trim.always = parseMatchers(v['trim-always'], '--trim-always');
+    } else if (v['trim-always'] !== undefined || v['trim-deadline'] !== undefined) {
+      throw new UsageError('--trim-always and --trim-deadline need --trim-signal');
     }
     if (v['no-reclaim']) options.reclaim = false;
-    if (typeof v.interval === 'string') options.interval = parseMs(v.interval, '--interval');
+    else if (v['reclaim-anon']) options.reclaim = { anon: true };
+    if (typeof v.interval === 'string') {
+      const iv = parseInterval(v.interval);
+      options.interval = iv;
+      if (typeof iv === 'number' ? iv < 1 : iv.min < 1 || iv.min > iv.max)
+        throw new UsageError('--interval must be at least 1ms (and MIN <= MAX)');
+    }
+    if (typeof v['kill-timeout'] === 'string') options.killTimeout = parseMs(v['kill-timeout'], '--kill-timeout');
+    if (v['no-release']) options.release = false;
 
     const killer = new LowMemoryKiller(options);
     const time = (): string => new Date().toISOString().slice(11, 23);
+    // A killer starved of CPU by the very processes filling memory acts late: run it at the highest priority
+    // the process may take (lmkd and earlyoom -p do the same); without CAP_SYS_NICE it stays as it is.
+    if (!v['no-priority']) {
+      try {
+        setPriority(-20);
+      } catch {
+        /* not allowed: keep the inherited nice value */
+      }
+    }
     const dry = options.dryRun ? ' (dry run)' : '';
     if (v.lock) {
       const l = killer.lockMemory();

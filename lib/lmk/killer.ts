@@ -7,16 +7,14 @@
 // - One victim at a time, and never while the previous victim's memory is still coming back.
 import { EventEmitter } from 'node:events';
 import { codedError } from '../errors';
-import { PressureEvent, PressureWatcher, watchPressure } from '../pressure';
+import { PressureEvent, PressureWatcher, readPressure, watchPressure } from '../pressure';
 import { MemoryHeadroom, readHeadroom } from './budget';
 import { Candidate, CandidateList, rankCandidates } from './candidates';
 import type { LowMemoryKillerEvents, PressureStartEvent, RecoveredEvent } from './events';
 import { LockResult, lockMemory } from './lock';
-import { LowMemoryKillerOptions, validateOptions } from './options';
+import { LowMemoryKillerOptions, toBytes, validateOptions } from './options';
+import { evaluateRules, nextDelay } from './rules';
 import { EpisodeContext, killStep, Measurement, reclaimStep, trimStep } from './steps';
-
-const MiB = 2 ** 20;
-const fmt = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
 
 /**
  * The reference userspace low-memory killer. Decides with `minAvailable` (MemAvailable or a memory cgroup's
@@ -39,6 +37,10 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   readonly options: Readonly<LowMemoryKillerOptions>;
   #list: CandidateList;
   #timer: NodeJS.Timeout | undefined;
+  #delay = 0; // the sampling delay chosen after the last measurement
+  #last: { at: number; available: number } | undefined;
+  #rate = 0; // bytes per ms the headroom fell between the last two samples
+  #stall: [at: number, totalUs: number][] = []; // memory full-stall totals, for the critical level
   #psi: PressureWatcher | undefined;
   #psiUntil = -Infinity;
   #lastKillEnd = -Infinity;
@@ -95,8 +97,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   /** minAvailable in bytes (undefined if not set). */
   threshold(total = this.headroom().total): number | undefined {
     const ma = this.options.minAvailable;
-    if (ma === undefined) return undefined;
-    return typeof ma === 'number' ? ma : (total * Number(ma.slice(0, -1))) / 100;
+    return ma === undefined ? undefined : toBytes(ma, total);
   }
 
   /** Starts watching. Idempotent. */
@@ -115,18 +116,15 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       });
       this.#psi.on('error', (err: Error) => this.emit('error', err));
     }
-    // Memory is checked on a timer (with PSI alone, the timer notices that pressure has ended).
-    const iv = this.options.interval;
-    this.#timer = setInterval(() => this.#wake(), typeof iv === 'number' ? iv : 1000);
-    if (!this.#ref) this.#timer.unref();
-    if (this.options.minAvailable !== undefined) this.#wake();
+    // Memory is sampled on a timer whose period adapts (rules.ts); with PSI alone it notices that pressure ended.
+    this.#wake();
     return this;
   }
 
   /** Stops watching, waits for an action in progress to finish, and closes the PidFds it opened. */
   async stop(): Promise<void> {
     this.#running = false;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#psi?.close();
     this.#psi = undefined;
     await this.#busy;
@@ -154,6 +152,10 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
         if (this.#again && this.#running) {
           this.#again = false;
           this.#wake();
+        } else if (this.#running) {
+          clearTimeout(this.#timer);
+          this.#timer = setTimeout(() => this.#wake(), this.#delay);
+          if (!this.#ref) this.#timer.unref();
         }
       });
   }
@@ -167,35 +169,49 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     return performance.now() < this.#psiUntil;
   }
 
-  // Is the killer in a pressure state now? Updates the state (and emits `recovered` on leaving it).
+  // Memory full-stall ms over about the last second, from the PSI totals (undefined: no critical level). With less
+  // than a second of history it is the stall since the first sample: a lower bound of the last second's.
+  #fullStall(now: number): number | undefined {
+    const c = this.options.critical;
+    if (c === undefined) return undefined;
+    const total = readPressure('memory', { cgroup: c.cgroup }).full?.total;
+    if (total === undefined) return undefined;
+    const s = this.#stall;
+    s.push([now, total]);
+    while (s.length > 2 && s[1][0] <= now - 1000) s.shift();
+    const [t0, v0] = s[0];
+    const dt = now - t0;
+    return ((total - v0) / 1000) * (dt > 1000 ? 1000 / dt : 1);
+  }
+
+  // Is the killer in a pressure state now? Updates the state (and emits `recovered` on leaving it) and the delay
+  // before the next sample.
   #measure(): Measurement {
+    const now = performance.now();
     const m = this.headroom();
-    const threshold = this.threshold(m.total);
-    const hasPsi = this.options.psi !== undefined;
-    const memLow = threshold === undefined || m.available < threshold;
-    const psiLow = !hasPsi || this.#psiRecent();
-    const reasons: string[] = [];
-    if (threshold !== undefined) reasons.push(`available ${fmt(m.available)} ${memLow ? '<' : '>='} ${fmt(threshold)}`);
-    if (hasPsi && this.#lastPsi && psiLow) {
-      const e = this.#lastPsi;
-      reasons.push(`${e.resource} ${e.kind} stall ${e.stall.toFixed(0)} ms in ${e.span.toFixed(0)} ms`);
+    if (this.#last !== undefined && now > this.#last.at) {
+      this.#rate = Math.max(0, (this.#last.available - m.available) / (now - this.#last.at));
     }
-    const enter = memLow && psiLow;
-    if (!this.#pressured && enter) this.#pressured = true;
-    else if (this.#pressured) {
-      const high = threshold === undefined ? undefined : threshold * (1 + (this.options.hysteresis ?? 0.1));
-      const memOk = high !== undefined && m.available >= high;
-      const psiOk = hasPsi && !this.#psiRecent();
-      if (memOk || psiOk) {
-        this.#pressured = false;
-        this.emit('recovered', {
-          episode: this.#episode,
-          available: m.available,
-          total: m.total,
-        } satisfies RecoveredEvent);
-      }
+    this.#last = { at: now, available: m.available };
+    const e = this.#lastPsi;
+    const psiLow = this.#psiRecent();
+    const r = evaluateRules(this.options, m, {
+      psiLow,
+      psiText: e && `${e.resource} ${e.kind} stall ${e.stall.toFixed(0)} ms in ${e.span.toFixed(0)} ms`,
+      fullStallMs: this.#fullStall(now),
+    });
+    const act = r.enter || r.critical;
+    if (!this.#pressured && act) this.#pressured = true;
+    else if (this.#pressured && r.ok && !r.critical) {
+      this.#pressured = false;
+      this.emit('recovered', {
+        episode: this.#episode,
+        available: m.available,
+        total: m.total,
+      } satisfies RecoveredEvent);
     }
-    return { low: this.#pressured && memLow && psiLow, m, threshold, reason: reasons.join(', ') };
+    this.#delay = nextDelay(this.options, { pressured: this.#pressured, distance: r.distance, rate: this.#rate });
+    return { low: this.#pressured && act, m, threshold: r.threshold, reason: r.reason };
   }
 
   async #evaluate(): Promise<void> {

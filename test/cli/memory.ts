@@ -165,6 +165,14 @@ t.test(
       ['lmk', '--cgroup', g, '--psi', 'lots'],
       ['lmk', '--cgroup', g, '--min-available', '200%'],
       ['lmk', '--cgroup', g, '--min-available', '12 parsecs'],
+      ['lmk', '--cgroup', g, '--interval', '0'],
+      ['lmk', '--cgroup', g, '--interval', '1s..10ms'],
+      ['lmk', '--cgroup', g, '--when', 'most'],
+      ['lmk', '--cgroup', g, '--critical', '2s'],
+      ['lmk', '--cgroup', g, '--kill-mode', 'everything'],
+      ['lmk', '--cgroup', g, '--prefer', '/(/'],
+      ['lmk', '--cgroup', g, '--trim-always', 'x'],
+      ['lmk', '--cgroup', g, '--hysteresis', '-1'],
     ]) {
       t.equal(cli(...args).status, 2, args.join(' '));
     }
