@@ -50,6 +50,9 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   #again = false;
   #pressured = false;
   #episode = 0;
+  // Set when an episode ended with nothing more to do in this pressure state (a dry run decided, or no candidate
+  // was left): sampling goes on, but the next episode waits for the state to end (or for check()).
+  #held: 'dry' | 'empty' | false = false;
   #ref: boolean;
   #dryRun: boolean;
 
@@ -143,7 +146,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       this.#again = true;
       return;
     }
-    this.#busy = this.#evaluate()
+    this.#busy = this.#evaluate(force)
       .catch((err) => {
         this.emit('error', err as Error);
       })
@@ -169,12 +172,12 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     return performance.now() < this.#psiUntil;
   }
 
-  // Memory full-stall ms over about the last second, from the PSI totals (undefined: no critical level). With less
+  // Stall ms (memory full by default) over about the last second, from the PSI totals (undefined: no critical level). With less
   // than a second of history it is the stall since the first sample: a lower bound of the last second's.
   #fullStall(now: number): number | undefined {
     const c = this.options.critical;
     if (c === undefined) return undefined;
-    const total = readPressure('memory', { cgroup: c.cgroup }).full?.total;
+    const total = readPressure(c.resource ?? 'memory', { cgroup: c.cgroup })[c.kind ?? 'full']?.total;
     if (total === undefined) return undefined;
     const s = this.#stall;
     s.push([now, total]);
@@ -204,6 +207,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (!this.#pressured && act) this.#pressured = true;
     else if (this.#pressured && r.ok && !r.critical) {
       this.#pressured = false;
+      this.#held = false;
       this.emit('recovered', {
         episode: this.#episode,
         available: m.available,
@@ -214,9 +218,14 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     return { low: this.#pressured && act, m, threshold: r.threshold, reason: r.reason };
   }
 
-  async #evaluate(): Promise<void> {
+  async #evaluate(force: boolean): Promise<void> {
     let s = this.#measure();
     if (!s.low) return;
+    if (this.#held === 'empty' && !force) {
+      if ((await this.candidates()).every((c) => c.protected)) return;
+      this.#held = false; // a candidate appeared: a new episode
+    }
+    if (this.#held === 'dry' && !force) return;
     const episode = ++this.#episode;
     this.emit('pressure', {
       episode,
@@ -228,6 +237,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     } satisfies PressureStartEvent);
     let ranked = (await this.candidates()).filter((c) => !c.protected);
     if (ranked.length === 0) {
+      this.#held = 'empty';
       this.emit(
         'error',
         codedError(
@@ -259,6 +269,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       if (ranked.length === 0) return;
     }
     const victim = ranked[0];
+    if (this.#dryRun) this.#held = 'dry';
     if (!(await killStep(ctx, victim, s.reason, s.m)) || this.#dryRun) return;
     this.#list.forget(victim.pidfd);
     // PSI seen so far describes the time before this kill: the next PSI-driven decision needs a whole new window.

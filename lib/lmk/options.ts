@@ -45,9 +45,10 @@ export interface LowMemoryKillerOptions {
   minSwapFree?: number | `${number}%`;
   /** Act on PSI events (a kernel trigger, or sampling for windows a trigger cannot take). */
   psi?: KillerPsiOptions;
-  /** Act at once, whatever the other rules say, when tasks were fully stalled on memory (PSI `full`) for at least
-   *  `stall` ms in the last second, sampled from the stall totals (no trigger needed). */
-  critical?: { stall: number; cgroup?: string };
+  /** Act at once, whatever the other rules say, when PSI shows at least `stall` ms of stall in the last second,
+   *  sampled from the stall totals (no trigger needed): by default `full` stall on `memory` (every non-idle task
+   *  waiting for memory at once), system-wide or in a cgroup v2 group (`cgroup`). */
+  critical?: { stall: number; kind?: 'some' | 'full'; resource?: PressureResource; cgroup?: string };
   /** How the rules that are set combine: `all` (default: each must say so) or `any` (one is enough). */
   when?: 'all' | 'any';
   /** Where available memory is measured: default the system (/proc/meminfo); with a memory cgroup directory, the
@@ -149,6 +150,12 @@ export function validateOptions(options: LowMemoryKillerOptions): void {
     const st = options.critical.stall;
     if (typeof st !== 'number' || !(st > 0 && st <= 1000))
       throw outOfRange('options.critical.stall', '> 0 and <= 1000 (ms in 1 s)', st);
+    const ck = options.critical.kind;
+    if (ck !== undefined && ck !== 'some' && ck !== 'full')
+      throw invalidValue('options.critical.kind', ck, "must be 'some' or 'full'");
+    const cr = options.critical.resource;
+    if (cr !== undefined && cr !== 'memory' && cr !== 'cpu' && cr !== 'io')
+      throw invalidValue('options.critical.resource', cr, "must be 'memory', 'cpu' or 'io'");
     if (options.critical.cgroup !== undefined && typeof options.critical.cgroup !== 'string')
       throw invalidType('options.critical.cgroup', 'of type string', options.critical.cgroup);
   }

@@ -85,7 +85,8 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
   const critical = o.critical !== undefined && x.fullStallMs !== undefined && x.fullStallMs >= o.critical.stall;
   const texts = rules.map((r) => r.text);
   if (o.critical !== undefined && x.fullStallMs !== undefined) {
-    texts.push(`memory full stall ${x.fullStallMs.toFixed(0)} ms in 1 s${critical ? ' (critical)' : ''}`);
+    const what = `${o.critical.resource ?? 'memory'} ${o.critical.kind ?? 'full'}`;
+    texts.push(`${what} stall ${x.fullStallMs.toFixed(0)} ms in 1 s${critical ? ' (critical)' : ''}`);
   }
   // The memory rules' distance that decides: with 'all' the last rule to cross (the largest), with 'any' the first.
   const ds = rules.map((r) => r.distance).filter((d): d is number => d !== undefined);
