@@ -142,9 +142,9 @@ export async function killVictim(
       if (useCgroupKill) {
         // Listed first (to release and report them), then killed all at once, newborns included.
         scan();
+        const taken = members.filter((m) => !m.p.exited); // before the write: they die at once
         killCgroup(scope.cg!.dir);
-        for (const m of members) {
-          if (m.p.exited) continue;
+        for (const m of taken) {
           m.signalled = true;
           m.info.released = release(ctx, m.p);
         }
@@ -309,8 +309,13 @@ const processOnly = (why: string): Scope => ({ mode: 'process', modeReason: why 
 /**
  * The highest cgroup with memory.oom.group set, from the victim's own up to the top of the hierarchy (or up to
  * the killer's budget cgroup, the kernel's OOM domain, when the walk meets it), as the kernel's OOM killer picks it.
+ * @internal
  */
-function oomGroupOf(dir: string, path: string, budget: string | undefined): { dir: string; path: string } | undefined {
+export function oomGroupOf(
+  dir: string,
+  path: string,
+  budget: string | undefined,
+): { dir: string; path: string } | undefined {
   const top = cgroupDir('/');
   let found: { dir: string; path: string } | undefined;
   for (
