@@ -273,6 +273,19 @@ if (!memoryV1Root()) {
     t.comment(`death ${kill!.deathMs.toFixed(1)} ms after SIGTERM`);
   });
 
+  t.test('graceful tree: every member gets SIGTERM, and exits on it: no SIGKILL', async (t) => {
+    const g = makeV1MemoryGroup('km-grace-tree', LIMIT)!;
+    const ms = await family('tree', 16, [join(g, 'cgroup.procs')]);
+    const { kill } = await killOnce(g, role(ms, 'root').pid, { killMode: 'tree', graceful: { timeout: 10_000 } });
+    t.equal(kill?.killMode, 'tree');
+    t.same(sortNum(kill!.killed.map((k) => k.pid)), sortNum(ms.map((m) => m.pid)));
+    t.equal(kill?.escalated, false, 'all three exited on SIGTERM');
+    for (const m of ms) {
+      await m.p.waitExit({ timeout: 5000 });
+      t.equal(alive(m.p), false, `the ${m.role} is dead`);
+    }
+  });
+
   t.test('graceful: SIGKILL at once when available memory falls below the critical level', async (t) => {
     const g = makeV1MemoryGroup('km-grace-c', LIMIT)!;
     const x = await new Worker([join(g, 'cgroup.procs')]).ready();
