@@ -141,7 +141,7 @@ export async function killVictim(
     if (polite === undefined || escalated !== false) {
       if (useCgroupKill) {
         // Listed first (to release and report them), then killed all at once, newborns included.
-        scan();
+        if (polite !== undefined) scan(); // born during the grace period
         const taken = members.filter((m) => !m.p.exited); // before the write: they die at once
         killCgroup(scope.cg!.dir);
         for (const m of taken) {
