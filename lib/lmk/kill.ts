@@ -123,17 +123,22 @@ export async function killVictim(
   const useCgroupKill =
     scope.cg !== undefined && !scope.cg.v1 && !holdsSpared(scope.cg.path, spared, spare) && hasCgroupKill(scope.cg.dir);
   try {
-    scan();
+    // A group's scan reads every /proc/<pid>/stat (50 ms with 2100 processes here): it follows the victim's signal.
+    if (scope.mode !== 'group') scan();
     const t0 = performance.now();
     let escalated: 'timeout' | 'critical' | false = false;
     let escalatedMs: number | undefined;
     if (polite !== undefined && g !== undefined) {
-      for (const m of members) {
-        if (m.p.kill(polite)) {
-          m.signalled = true;
-          if (isStopped(m.p)) m.p.kill(SIGCONT); // so that it can act on the signal
+      const ask = (ms: readonly Member[]): void => {
+        for (const m of ms) {
+          if (m.p.kill(polite)) {
+            m.signalled = true;
+            if (isStopped(m.p)) m.p.kill(SIGCONT); // so that it can act on the signal
+          }
         }
-      }
+      };
+      ask(members);
+      if (scope.mode === 'group') ask(scan());
       if (!members.some((m) => m.signalled)) return undefined;
       escalated = await graceWait(ctx, members, g.timeout ?? 1000, critical);
       if (escalated !== false) escalatedMs = performance.now() - t0;
