@@ -1,9 +1,9 @@
 // Every read and write of cgroupfs in the package. Like the /proc listings, cgroup.procs is a hint: a pid read
 // from it names its process only until that process exits, so callers open a pidfd, check membership again
 // (`cgroupOf`, through the pidfd) and only then trust it.
-import { existsSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseCgroupV2, parsePids, ProcessHandle, readChecked, readSelf } from './procfs';
+import { parseCgroupV1, parseCgroupV2, parsePids, ProcessHandle, readChecked, readSelf } from './procfs';
 import { invalidValue } from './validate';
 
 /** The pids in `<dir>/cgroup.procs` (a hint); throws the read's error (e.g. ENOENT for a removed cgroup). */
@@ -41,6 +41,76 @@ export function cgroupPath(dir: string, name: string): { dir: string; path: stri
     }
   }
   throw invalidValue(name, dir, 'is not a directory of a mounted cgroup v2 hierarchy');
+}
+
+/** The cgroup v1 path of `controller` (e.g. `memory`) of the process `p` names, read through its pidfd; undefined
+ *  when it has none or has exited. */
+export function cgroupV1Of(p: ProcessHandle, controller: string): string | undefined {
+  let text: string;
+  try {
+    text = readChecked(p, 'cgroup', { allowExiting: true });
+  } catch {
+    return undefined;
+  }
+  return parseCgroupV1(text, controller);
+}
+
+/**
+ * The directory of a cgroup path as /proc/<pid>/cgroup shows it: on the mounted cgroup2 hierarchy (`controller`
+ * undefined) or on the v1 hierarchy of `controller`. undefined when no mount of ours shows that path (a mount
+ * whose root is below it, or none at all).
+ */
+export function cgroupDir(path: string, controller?: string): string | undefined {
+  for (const line of readSelf('mountinfo').split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (right === undefined) continue;
+    const r = right.split(' ');
+    const match =
+      controller === undefined ? r[0] === 'cgroup2' : r[0] === 'cgroup' && r[2]?.split(',').includes(controller);
+    if (!match) continue;
+    const f = left.split(' ');
+    const root = f[3];
+    const mount = f[4];
+    if (root === '/') return path === '/' ? mount : `${mount}${path}`;
+    if (path === root) return mount;
+    if (path.startsWith(`${root}/`)) return `${mount}${path.slice(root.length)}`;
+  }
+  return undefined;
+}
+
+/** Whether `<dir>/memory.oom.group` reads 1 (false where the file does not exist: no v2 memory controller). */
+export function oomGroup(dir: string): boolean {
+  try {
+    return readFileSync(join(dir, 'memory.oom.group'), 'latin1').trim() === '1';
+  } catch {
+    return false;
+  }
+}
+
+/** The pids in cgroup.procs of `dir` and of every cgroup below it (a hint, as readCgroupProcs); a cgroup removed
+ *  meanwhile has none. */
+export function readCgroupProcsDeep(dir: string): number[] {
+  let out: number[];
+  try {
+    out = readCgroupProcs(dir);
+  } catch {
+    return [];
+  }
+  let subs: string[] = [];
+  try {
+    subs = readdirSync(dir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
+  } catch {
+    /* removed meanwhile */
+  }
+  for (const sub of subs) out = out.concat(readCgroupProcsDeep(join(dir, sub)));
+  return out;
+}
+
+/** Whether the cgroup has cgroup.kill (Linux 5.14, cgroup v2). */
+export function hasCgroupKill(dir: string): boolean {
+  return existsSync(join(dir, 'cgroup.kill'));
 }
 
 /** Writes cgroup.kill (Linux 5.14); false where the file does not exist. */

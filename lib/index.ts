@@ -37,6 +37,7 @@ export type {
   RecoveredEvent,
   TrimEvent,
   KillEvent,
+  KilledProcess,
 } from './lmk';
 export type {
   Pressure,

@@ -251,3 +251,53 @@ export function readProcess(pidfd: PidFd): ProcessView | undefined {
     status: status === undefined ? undefined : parseKb(status),
   };
 }
+
+/** A signal mask field of /proc/<pid>/status (`SigCgt`, `SigIgn`, `SigBlk`, `SigPnd`, `ShdPnd`): hex, bit N-1 for
+ *  signal N. undefined when the field is absent. */
+export function parseSignalMask(
+  status: string,
+  field: 'SigCgt' | 'SigIgn' | 'SigBlk' | 'SigPnd' | 'ShdPnd',
+): bigint | undefined {
+  const m = new RegExp(`^${field}:\\s*([0-9a-fA-F]+)$`, 'm').exec(status);
+  return m === null ? undefined : BigInt(`0x${m[1]}`);
+}
+
+/** Whether the status text's `SigCgt` shows a handler for `signo` (false when the field is absent). */
+export function catchesSignal(status: string, signo: number): boolean {
+  const mask = parseSignalMask(status, 'SigCgt');
+  return mask !== undefined && ((mask >> BigInt(signo - 1)) & 1n) === 1n;
+}
+
+/** The cgroup v1 path of `controller` in /proc/<pid>/cgroup text (`4:memory:/a/b` → `/a/b`), if it has one. */
+export function parseCgroupV1(text: string, controller: string): string | undefined {
+  for (const line of text.split('\n')) {
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    if (
+      line
+        .slice(first + 1, second)
+        .split(',')
+        .includes(controller)
+    )
+      return line.slice(second + 1);
+  }
+  return undefined;
+}
+
+/**
+ * This process's ancestors, parent first, from the ppid chain (/proc/self/stat, then each parent's stat). A
+ * snapshot: an ancestor that exits meanwhile leaves the chain (its pid may then name a stranger, which is only
+ * spared, never harmed, by a caller that treats the list as "never signal").
+ */
+export function ancestors(): number[] {
+  const out: number[] = [];
+  let ppid = parseStat(readSelf('stat')).ppid;
+  while (ppid > 1 && out.length < 4096 && !out.includes(ppid)) {
+    out.push(ppid);
+    const st = statUnchecked(ppid);
+    if (st === undefined) break;
+    ppid = st.ppid;
+  }
+  return out;
+}

@@ -193,7 +193,26 @@ class Member {
  * const { processes, escalated } = await killTree(child, { timeout: 2000 });
  * for (const m of processes) console.log(m.pid, m.exit.signal ?? m.exit.code, m.escalated ? '(SIGKILL)' : '');
  */
-export async function killTree(root: Target, options?: KillTreeOptions): Promise<KillTreeResult> {
+export function killTree(root: Target, options?: KillTreeOptions): Promise<KillTreeResult> {
+  return killTreeWith(root, options, {});
+}
+
+/** @internal What the low-memory killer adds to killTree (not part of the public options). */
+export interface TreeHooks {
+  /** Pids never taken as members (nor, then, what lies below them): this process's ancestors, protected ones. */
+  spare?: ReadonlySet<number>;
+  /** Aborted: the grace period ends now (escalation, as if the timeout had run out). */
+  escalate?: AbortSignal;
+  /** Called with each member as it is taken (before it is signalled; the root first). */
+  onMember?: (p: PidFd) => void;
+}
+
+/** @internal killTree with the low-memory killer's hooks. */
+export async function killTreeWith(
+  root: Target,
+  options: KillTreeOptions | undefined,
+  hooks: TreeHooks,
+): Promise<KillTreeResult> {
   const t0 = performance.now();
   const o = resolveOptions(options);
   validateBoolean(options?.includeRoot, 'options.includeRoot');
@@ -218,7 +237,7 @@ export async function killTree(root: Target, options?: KillTreeOptions): Promise
       elapsedMs: performance.now() - t0,
     };
   }
-  const tree = new Tree(opened.p, opened.owned, includeRoot, o.signal, o.abortSignal);
+  const tree = new Tree(opened.p, opened.owned, includeRoot, o.signal, o.abortSignal, hooks);
   tree.cgroup = cg;
   try {
     return await tree.run(o, cg?.dir, t0);
@@ -244,6 +263,7 @@ class Tree {
     readonly includeRoot: boolean,
     readonly politeSignal: number,
     readonly abortSignal: AbortSignal | undefined,
+    readonly hooks: TreeHooks = {},
   ) {
     setMaxListeners(0, this.aborter.signal); // one listener per member, by design
     this.rootMember = this.add(root, owned, null, includeRoot);
@@ -252,6 +272,7 @@ class Tree {
   // `counted`: whether the tree waits for this member's exit (not for a root left alone).
   add(p: PidFd, owned: boolean, parent: number | null, counted = true): Member {
     const m = new Member(p, owned, parent);
+    this.hooks.onMember?.(p);
     this.members.push(m);
     this.byPid.set(p.pid, m);
     if (counted) this.alive++;
@@ -272,7 +293,8 @@ class Tree {
 
   /** See the comment at the top of this file for why this check is enough. */
   adoptChild(pid: number, parent: Member): PidFd | undefined {
-    if (pid === process.pid) return undefined; // never stop or kill ourselves (a tree rooted at our ancestor)
+    // Never stop or kill ourselves (a tree rooted at our ancestor), nor a spared process.
+    if (pid === process.pid || this.hooks.spare?.has(pid)) return undefined;
     let q: PidFd;
     try {
       q = PidFd.open(pid);
@@ -325,7 +347,7 @@ class Tree {
 
   /** A pid read from cgroup.procs, checked like adoptChild: /proc/<pid>/cgroup read, then the pidfd not exited. */
   adoptFromCgroup(pid: number, path: string): PidFd | undefined {
-    if (pid === process.pid) return undefined;
+    if (pid === process.pid || this.hooks.spare?.has(pid)) return undefined;
     let q: PidFd;
     try {
       q = PidFd.open(pid);
@@ -374,7 +396,7 @@ class Tree {
     if (st === undefined || root.reaped || st.pgid !== root.pid) return; // read someone else's, or led no group
     const group = root.pid;
     for (const pid of listPids()) {
-      if (pid === root.pid || pid === process.pid || this.byPid.has(pid)) continue;
+      if (pid === root.pid || pid === process.pid || this.byPid.has(pid) || this.hooks.spare?.has(pid)) continue;
       if (statUnchecked(pid)?.pgid !== group) continue; // a hint, checked below
       let q: PidFd;
       try {
@@ -393,18 +415,21 @@ class Tree {
   }
 
   /** Resolves after `ms`, when every member has exited, or when aborted; whichever comes first. */
-  sleep(ms: number): Promise<void> {
+  sleep(ms: number, escalate?: AbortSignal): Promise<void> {
     if (this.alive === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
       const a = this.abortSignal;
+      const e = escalate;
       function done(): void {
         clearTimeout(t);
         a?.removeEventListener('abort', done);
+        e?.removeEventListener('abort', done);
         resolve();
       }
       this.wake = done;
       a?.addEventListener('abort', done, { once: true });
+      e?.addEventListener('abort', done, { once: true });
     });
   }
 
@@ -413,15 +438,15 @@ class Tree {
   }
 
   /** Keeps walking (`onNew` for each new member) until all members have exited or `ms` have passed. */
-  async watch(ms: number, onNew: (m: Member) => void): Promise<boolean> {
+  async watch(ms: number, onNew: (m: Member) => void, escalate?: AbortSignal): Promise<boolean> {
     const deadline = performance.now() + ms;
     let interval = FIRST_WALK_MS;
     for (;;) {
       // All held members gone: one more walk (of the cgroup, when given) before believing it.
       if (this.alive === 0 && this.walk(onNew) === 0) return true;
       const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await this.sleep(Math.min(interval, left));
+      if (left <= 0 || escalate?.aborted) return false;
+      await this.sleep(Math.min(interval, left), escalate);
       this.checkAbort();
       interval = Math.min(interval * 2, MAX_WALK_MS);
       this.walk(onNew);
@@ -446,11 +471,15 @@ class Tree {
     if (immediate) for (const m of this.members) m.stopped = false; // SIGKILL needs no continue
     this.continueAll();
     // 3. Grace period, walking on: a child forked now (by a signal handler, say) gets the signal too.
-    let allGone = await this.watch(o.timeout, (m) => {
-      m.send(o.signal);
-      if (immediate) this.releaseOne(m, o.release);
-      else if (isStopped(m.p)) m.send(SIGCONT);
-    });
+    let allGone = await this.watch(
+      o.timeout,
+      (m) => {
+        m.send(o.signal);
+        if (immediate) this.releaseOne(m, o.release);
+        else if (isStopped(m.p)) m.send(SIGCONT);
+      },
+      this.hooks.escalate,
+    );
     if (!allGone) {
       if (o.killSignal === false) {
         throw stillRunning(

@@ -30,6 +30,10 @@ export interface ReclaimEvent {
   advised: number;
   rssBefore: number;
   rssAfter: number;
+  /** Whether anonymous memory was advised too (only where swap or zram can take it, unless `reclaim.anon` says). */
+  anon: boolean;
+  /** ms this candidate's advice took (reading its mappings and memory included). */
+  ms: number;
   dryRun: boolean;
 }
 
@@ -45,7 +49,24 @@ export interface TrimEvent {
   comm: string;
   /** PSS before minus PSS after the deadline (or the moment pressure ended). */
   freed: number;
+  /** Whether `trim.signal` was sent to it (it catches that signal, or `trim.always` names it). */
+  signalled: boolean;
   dryRun: boolean;
+}
+
+/**
+ * One process a kill took (the victim, or a member of its group, tree or cgroup).
+ *
+ * @example
+ * lmk.on('kill', (e) => console.log(e.killed.map((k: KilledProcess) => `${k.comm} (${k.pid})`).join(', ')));
+ */
+export interface KilledProcess {
+  pid: number;
+  comm: string;
+  /** Its RSS when it was chosen, in bytes (the victim's from the candidate listing, the others' VmRSS). */
+  rss: number;
+  /** What process_mrelease returned after its SIGKILL (`undefined`: not called). */
+  released: boolean | undefined;
 }
 
 /**
@@ -64,16 +85,36 @@ export interface KillEvent {
   oomScoreAdj: number;
   pss: number;
   rss: number;
-  /** Available memory after minus before the kill, measured. */
+  /** Available memory after minus before the kill, measured: the memory regained. */
   bytesFreed: number;
-  /** ms from SIGKILL to the pidfd reporting the death. */
+  /** ms from the first signal (SIGKILL, or the graceful signal) to every killed process's pidfd reporting its
+   *  death. */
   deathMs: number;
-  /** ms from SIGKILL to the memory being back (see `regained`). */
+  /** ms from the first signal to the memory being back (see `regained`). */
   memoryMs: number;
-  /** Whether at least 80% of the victim's PSS came back within memoryTimeout. */
+  /** Whether at least 80% of what the killed held (`held`) came back within memoryTimeout. */
   regained: boolean;
-  /** What release() returned (`undefined`: not called). */
+  /** What release() returned for the victim (`undefined`: not called). */
   released: boolean | undefined;
+  /** The kill mode applied: the one asked for, `cgroup` when memory.oom.group asks for it, or `process` when the
+   *  mode found no set (see `modeReason`). */
+  killMode: 'process' | 'group' | 'tree' | 'cgroup';
+  /** Why `killMode` is not the one asked for, if it is not. */
+  modeReason: string | undefined;
+  /** The cgroup directory killed (`cgroup` mode), and whether by cgroup.kill (else one process at a time: cgroup
+   *  v1, no cgroup.kill, or a cgroup holding this process, an ancestor of it or a protected candidate). */
+  cgroup: string | undefined;
+  cgroupKill: boolean;
+  /** Every process the kill took, the victim first. */
+  killed: KilledProcess[];
+  /** What they held when chosen, in bytes: the victim's PSS plus the others' RSS. */
+  held: number;
+  /** With `graceful`: whether SIGKILL followed the graceful signal, and why (`timeout`, or `critical`: available
+   *  memory fell below the critical level); false when every process exited on the graceful signal, or
+   *  without `graceful`. */
+  escalated: 'timeout' | 'critical' | false;
+  /** ms from the graceful signal to the SIGKILL (when escalated). */
+  escalatedMs: number | undefined;
   dryRun: boolean;
 }
 

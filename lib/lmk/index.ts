@@ -3,6 +3,7 @@ export { type MemoryHeadroom, readHeadroom } from './budget';
 export type { Candidate } from './candidates';
 export type {
   KillEvent,
+  KilledProcess,
   LowMemoryKillerEvents,
   PressureStartEvent,
   ReclaimEvent,

@@ -235,7 +235,8 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       threshold: s.threshold,
       psi: this.#lastPsi,
     } satisfies PressureStartEvent);
-    let ranked = (await this.candidates()).filter((c) => !c.protected);
+    let listed = await this.candidates();
+    let ranked = listed.filter((c) => !c.protected);
     if (ranked.length === 0) {
       this.#held = 'empty';
       this.emit(
@@ -265,12 +266,14 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (trimmed !== undefined) {
       s = trimmed;
       if (!s.low) return;
-      ranked = (await this.candidates()).filter((c) => !c.protected); // sizes changed: rank again
+      listed = await this.candidates(); // sizes changed: rank again
+      ranked = listed.filter((c) => !c.protected);
       if (ranked.length === 0) return;
     }
     const victim = ranked[0];
     if (this.#dryRun) this.#held = 'dry';
-    if (!(await killStep(ctx, victim, s.reason, s.m)) || this.#dryRun) return;
+    const spare = listed.filter((c) => c.protected); // never killed with the victim's group, tree or cgroup
+    if (!(await killStep(ctx, victim, s.reason, s.m, spare)) || this.#dryRun) return;
     this.#list.forget(victim.pidfd);
     // PSI seen so far describes the time before this kill: the next PSI-driven decision needs a whole new window.
     this.#psiUntil = -Infinity;

@@ -76,14 +76,16 @@ export interface LowMemoryKillerOptions {
   // What and how.
   /** What a kill takes: the victim alone (`process`, default), its process group (`group`), it and its
    *  descendants (`tree`), or its whole cgroup (`cgroup`, by cgroup.kill). A victim whose cgroup v2 group has
-   *  memory.oom.group set is killed with its group whatever the mode, as the kernel would. */
+   *  memory.oom.group set is killed with its group whatever the mode, as the kernel would. Never in any mode:
+   *  this process, its ancestors, pid 1, protected candidates. */
   killMode?: 'process' | 'group' | 'tree' | 'cgroup';
   /** A graceful kill: `signal` (default SIGTERM) first, SIGKILL after `timeout` ms (default 1000) or as soon as
    *  available memory falls below `critical` (bytes or % of the total; default half of minAvailable). */
   graceful?: { signal?: NodeJS.Signals | number; timeout?: number; critical?: number | `${number}%` };
   /** The reclaim step: `false` to skip it; `advice` (default `pageout`), `count` (how many of the lowest-priority
    *  candidates, default all), `settle` (ms to wait before measuring again, default 200), `anon` (advise
-   *  anonymous memory too: default `'auto'`, only where swap or zram can take it). */
+   *  anonymous memory too: default `'auto'`, only where swap or zram can take it). The step is skipped when all
+   *  the candidates' reclaimable memory could not bring the headroom back to minAvailable. */
   reclaim?: false | { advice?: 'pageout' | 'cold'; count?: number; settle?: number; anon?: boolean | 'auto' };
   /** The trim step (off unless given): a signal to send and/or a callback to call for each candidate, then wait up
    *  to `deadline` ms (default 1000) for memory to come back. */

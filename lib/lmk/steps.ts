@@ -1,10 +1,16 @@
-// The steps of an episode, in order: reclaim (process_madvise on the candidates), trim (ask them to free memory,
-// with a deadline), kill (one victim: SIGKILL through its pidfd, process_mrelease, then wait for the death and the
-// memory). Each step reports through the killer's events and says whether the pressure is still there.
+// The steps of an episode, in order: reclaim (process_madvise on the candidates, where it can help), trim (ask
+// them to free memory, with a deadline), kill (one victim and its set, see kill.ts; then wait for the memory).
+// Each step reports through the killer's events and says whether the pressure is still there.
+import { performance } from 'node:perf_hooks';
+import type { ReclaimOptions } from '../memory';
+import { catchesSignal, readChecked } from '../procfs';
+import { toSignalNumber } from '../signals';
 import type { MemoryHeadroom } from './budget';
 import type { Candidate } from './candidates';
 import type { KillEvent, LowMemoryKillerEvents, ReclaimEvent, TrimEvent } from './events';
-import type { LowMemoryKillerOptions } from './options';
+import { killVictim } from './kill';
+import { matches } from './match';
+import { LowMemoryKillerOptions, toBytes } from './options';
 
 /** One measurement of the killer's state (`low`: act now). */
 export interface Measurement {
@@ -35,12 +41,37 @@ export const sleep = (ms: number, ref: boolean): Promise<void> =>
     if (!ref) t.unref();
   });
 
-/** Pushes the candidates' pages out; resolves to the measurement after the settle time (or undefined: skipped). */
+/**
+ * Whether the reclaim step advises anonymous memory: `reclaim.anon`, or with `'auto'` (the default) only where
+ * swap or zram can take it (`swapTotal` > 0). Without swap, MADV_PAGEOUT leaves anonymous pages resident.
+ */
+export function reclaimsAnon(anon: boolean | 'auto' | undefined, swapTotal: number): boolean {
+  return anon === undefined || anon === 'auto' ? swapTotal > 0 : anon;
+}
+
+/** The resident memory of `c` that reclaim can push out: file pages, and with `anon` the anonymous and shmem ones. */
+const reclaimable = (c: Candidate, anon: boolean): number =>
+  c.memory.file + (anon ? c.memory.anon + c.memory.shmem : 0);
+
+/**
+ * Pushes the candidates' pages out; resolves to the measurement after the settle time, or undefined when it did
+ * nothing. Skipped where it cannot help: candidates with nothing reclaimable are left alone, and the whole step
+ * is skipped when even all their reclaimable memory could not lift the headroom back to minAvailable (a kill is
+ * needed anyway, and the step would only delay it). No settle wait when nothing was advised.
+ */
 export async function reclaimStep(ctx: EpisodeContext, ranked: Candidate[]): Promise<Measurement | undefined> {
   const rc = ctx.options.reclaim;
   if (rc === false) return undefined;
-  const count = rc?.count ?? ranked.length;
-  for (const c of ranked.slice(0, count)) {
+  const h = ctx.headroom();
+  const anon = reclaimsAnon(rc?.anon, h.swapTotal);
+  const chosen = ranked.slice(0, rc?.count ?? ranked.length).filter((c) => reclaimable(c, anon) > 0);
+  const ma = ctx.options.minAvailable;
+  const shortfall = ma === undefined ? 0 : toBytes(ma, h.total) - h.available;
+  const can = chosen.reduce((sum, c) => sum + reclaimable(c, anon), 0);
+  if (chosen.length === 0 || (shortfall > 0 && can < shortfall)) return undefined;
+  const options: ReclaimOptions = { advice: rc?.advice ?? 'pageout', kinds: anon ? undefined : ['file'] };
+  let advised = 0;
+  for (const c of chosen) {
     if (ctx.dryRun) {
       ctx.emit('reclaim', {
         episode: ctx.episode,
@@ -49,12 +80,16 @@ export async function reclaimStep(ctx: EpisodeContext, ranked: Candidate[]): Pro
         advised: 0,
         rssBefore: c.memory.rss,
         rssAfter: c.memory.rss,
+        anon,
+        ms: 0,
         dryRun: true,
       } satisfies ReclaimEvent);
       continue;
     }
+    const t0 = performance.now();
     try {
-      const r = c.pidfd.reclaim({ advice: rc?.advice ?? 'pageout' });
+      const r = c.pidfd.reclaim(options);
+      advised += r.advised;
       ctx.emit('reclaim', {
         episode: ctx.episode,
         pid: c.pid,
@@ -62,35 +97,62 @@ export async function reclaimStep(ctx: EpisodeContext, ranked: Candidate[]): Pro
         advised: r.advised,
         rssBefore: r.rssBefore,
         rssAfter: r.rssAfter,
+        anon,
+        ms: performance.now() - t0,
         dryRun: false,
       } satisfies ReclaimEvent);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') ctx.emit('error', err as Error);
     }
   }
-  if (ctx.dryRun) return undefined;
+  if (ctx.dryRun || advised === 0) return undefined;
   await sleep(rc?.settle ?? 200, ctx.ref);
   return ctx.measure();
 }
 
+/** Whether /proc/<pid>/status of the candidate shows a handler for `signo` (SigCgt). */
+function catches(c: Candidate, signo: number): boolean {
+  try {
+    return catchesSignal(readChecked(c.pidfd, 'status', { allowExiting: true }), signo);
+  } catch {
+    return false; // exited
+  }
+}
+
 /** Asks the candidates to trim, then gives them until the deadline (less if pressure ends sooner); resolves to the
- *  measurement after it (or undefined: skipped). */
+ *  measurement after it (or undefined: skipped, or nobody to ask). `trim.signal` goes only to candidates that
+ *  catch it or that `trim.always` names: a process with the signal's default action (for most signals: to
+ *  terminate) is never sent one. */
 export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promise<Measurement | undefined> {
   const trim = ctx.options.trim;
   if (trim === undefined || (trim.signal === undefined && trim.callback === undefined)) return undefined;
   const deadline = trim.deadline ?? 1000;
+  const signo = trim.signal === undefined ? undefined : toSignalNumber(trim.signal, 'options.trim.signal');
+  const wants = (c: Candidate): boolean => signo !== undefined && (catches(c, signo) || matches(c, trim.always));
   if (ctx.dryRun) {
-    for (const c of ranked)
-      ctx.emit('trim', { episode: ctx.episode, pid: c.pid, comm: c.comm, freed: 0, dryRun: true } satisfies TrimEvent);
+    for (const c of ranked) {
+      const signalled = wants(c);
+      if (!signalled && trim.callback === undefined) continue;
+      ctx.emit('trim', {
+        episode: ctx.episode,
+        pid: c.pid,
+        comm: c.comm,
+        freed: 0,
+        signalled,
+        dryRun: true,
+      } satisfies TrimEvent);
+    }
     return undefined;
   }
   const ac = new AbortController();
-  const asked: Candidate[] = [];
+  const asked: { c: Candidate; signalled: boolean }[] = [];
   const calls: Promise<unknown>[] = [];
   for (const c of ranked) {
     try {
-      if (trim.signal !== undefined && !c.pidfd.kill(trim.signal)) continue;
-      asked.push(c);
+      const signalled = wants(c);
+      if (signalled && !c.pidfd.kill(signo)) continue; // exited
+      if (!signalled && trim.callback === undefined) continue;
+      asked.push({ c, signalled });
       if (trim.callback)
         calls.push(
           Promise.resolve()
@@ -101,6 +163,7 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
       ctx.emit('error', err as Error);
     }
   }
+  if (asked.length === 0) return undefined;
   const until = performance.now() + deadline;
   let settled = calls.length === 0;
   void Promise.all(calls).then(() => (settled = true));
@@ -109,7 +172,7 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
     if (!ctx.measure().low && settled) break;
   }
   ac.abort();
-  for (const c of asked) {
+  for (const { c, signalled } of asked) {
     let after = c.memory.pss;
     try {
       after = c.pidfd.memory().pss;
@@ -121,21 +184,26 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
       pid: c.pid,
       comm: c.comm,
       freed: c.memory.pss - after,
+      signalled,
       dryRun: false,
     } satisfies TrimEvent);
   }
   return ctx.measure();
 }
 
-/** Kills one victim and waits for its death and its memory; resolves to whether a kill was made. */
+/**
+ * Kills one victim with its set (options.killMode; see kill.ts), never touching `spare` (the protected
+ * candidates), and waits for the deaths and the memory; resolves to whether a kill was made.
+ */
 export async function killStep(
   ctx: EpisodeContext,
   v: Candidate,
   reason: string,
   before: MemoryHeadroom,
+  spare: readonly Candidate[] = [],
 ): Promise<boolean> {
   if (v.pid === process.pid || v.pid === 1) return false; // never; the listing already leaves them out
-  const base: Omit<KillEvent, 'bytesFreed' | 'deathMs' | 'memoryMs' | 'regained' | 'released' | 'dryRun'> = {
+  const base = {
     episode: ctx.episode,
     pid: v.pid,
     comm: v.comm,
@@ -152,26 +220,50 @@ export async function killStep(
       memoryMs: 0,
       regained: false,
       released: undefined,
+      killMode: ctx.options.killMode ?? 'process',
+      modeReason: undefined,
+      cgroup: undefined,
+      cgroupKill: false,
+      killed: [{ pid: v.pid, comm: v.comm, rss: v.memory.rss, released: undefined }],
+      held: v.memory.pss,
+      escalated: false,
+      escalatedMs: undefined,
       dryRun: true,
     } satisfies KillEvent);
     return true;
   }
+  const k = await killVictim(ctx, v, spare);
+  if (k === undefined) return false; // nothing signalled: the victim exited meanwhile, its memory is coming back
+  const now = await awaitMemory(ctx, before, k.held, k.t0);
+  ctx.emit('kill', {
+    ...base,
+    bytesFreed: now.m.available - before.available,
+    deathMs: k.deathMs,
+    memoryMs: now.ms,
+    regained: now.regained,
+    released: k.killed.find((x) => x.pid === v.pid)?.released,
+    killMode: k.mode,
+    modeReason: k.modeReason,
+    cgroup: k.cgroup,
+    cgroupKill: k.cgroupKill,
+    killed: k.killed,
+    held: k.held,
+    escalated: k.escalated,
+    escalatedMs: k.escalatedMs,
+    dryRun: false,
+  } satisfies KillEvent);
+  return true;
+}
+
+/** After the deaths: waits (up to memoryTimeout) for the headroom to grow by most of what the killed held. */
+async function awaitMemory(
+  ctx: EpisodeContext,
+  before: MemoryHeadroom,
+  held: number,
+  t0: number,
+): Promise<{ m: MemoryHeadroom; ms: number; regained: boolean }> {
   const o = ctx.options;
-  const t0 = performance.now();
-  if (!v.pidfd.kill('SIGKILL')) return false; // it exited meanwhile: its memory is coming back anyway
-  let released: boolean | undefined;
-  if (o.release ?? true) {
-    try {
-      released = v.pidfd.release();
-    } catch (err) {
-      released = false;
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_PIDFD_UNSUPPORTED') ctx.emit('error', err as Error);
-    }
-  }
-  await v.pidfd.waitExit({ timeout: o.killTimeout ?? 5000 });
-  const deathMs = performance.now() - t0;
-  // Memory back: the headroom has grown by most of what the victim held (PSS: its own share).
-  const want = before.available + 0.8 * v.memory.pss;
+  const want = before.available + 0.8 * held;
   const until = t0 + (o.killTimeout ?? 5000) + (o.memoryTimeout ?? 2000);
   const stopAt = Math.min(until, performance.now() + (o.memoryTimeout ?? 2000));
   let now = ctx.headroom();
@@ -179,15 +271,5 @@ export async function killStep(
     await sleep(2, ctx.ref);
     now = ctx.headroom();
   }
-  const memoryMs = performance.now() - t0;
-  ctx.emit('kill', {
-    ...base,
-    bytesFreed: now.available - before.available,
-    deathMs,
-    memoryMs,
-    regained: now.available >= want,
-    released,
-    dryRun: false,
-  } satisfies KillEvent);
-  return true;
+  return { m: now, ms: performance.now() - t0, regained: now.available >= want };
 }

@@ -97,8 +97,11 @@ export class Worker {
   #seen = 0;
   pid = 0;
 
-  constructor(cgroupProcs: string[] = []) {
-    this.proc = track(spawn(fixture('mem-worker'), cgroupProcs, { stdio: ['pipe', 'pipe', 'inherit'] }));
+  /** `detached`: in a session (and process group) of its own. */
+  constructor(cgroupProcs: string[] = [], options: { detached?: boolean } = {}) {
+    this.proc = track(
+      spawn(fixture('mem-worker'), cgroupProcs, { stdio: ['pipe', 'pipe', 'inherit'], detached: options.detached }),
+    );
     this.lines = new Lines(this.proc.stdout!);
   }
 

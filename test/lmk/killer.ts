@@ -98,9 +98,11 @@ function main(): void {
     t.equal(k.episode, 1);
     t.equal(k.dryRun, false);
     t.equal(k.oomScoreAdj, 500);
+    // Reclaim runs only where the candidates' reclaimable pages (file pages: no swap here) could end the episode,
+    // which for these anonymous workers depends on a few MiB; test/lmk/steps.ts shows it both ways.
     t.ok(
-      types.indexOf('reclaim') >= 0 && types.indexOf('reclaim') < types.indexOf('kill'),
-      'reclaim was tried before the kill',
+      types.indexOf('reclaim') < 0 || types.indexOf('reclaim') < types.indexOf('kill'),
+      'reclaim, if it ran, came before the kill',
     );
     t.ok(k.bytesFreed >= 0.8 * 48 * MiB, `bytes freed, measured: ${(k.bytesFreed / MiB).toFixed(1)} MiB`);
     t.ok(

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { Candidate, KillEvent, LowMemoryKiller, PidFd } from '../../lib/index';
 import { ensureDist } from '../helpers/dist';
 import { Lines, ended } from '../helpers/lines';
-import { fixture, sleeper, track } from '../helpers/procs';
+import { fixture, runNode, sleeper, track } from '../helpers/procs';
 import {
   cgroup2Root,
   makeV1MemoryGroup,
@@ -44,84 +44,98 @@ function record(lmk: LowMemoryKiller): { type: string; e: any }[] {
 const pidAlive = (pid: number): boolean => existsSync(`/proc/${pid}`);
 const nap = new Int32Array(new SharedArrayBuffer(4));
 
-t.test(
-  "a stranger that inherits a candidate's pid between the decision and the kill is never signalled",
-  { skip: !memoryV1Root() && 'no cgroup v1 memory controller' },
-  async (t) => {
-    for (let attempt = 1; ; attempt++) {
-      const g = makeV1MemoryGroup(`lmk-swap${attempt}`, LIMIT)!;
-      const marker = join(tmpdir(), `pidfd-test-marker-${process.pid}-${attempt}`);
-      t.teardown(() => rmSync(marker, { force: true }));
-      const w = await new Worker([join(g, 'cgroup.procs')]).ready();
-      workers.push(w);
-      await w.ask('a 32', 'anon');
-      const swapper = track(
-        spawn(fixture('lmk-swap'), [join(g, 'cgroup.procs'), marker, '48'], { stdio: ['pipe', 'pipe', 'inherit'] }),
-      );
-      procs.push(swapper);
-      const victim = Number(
-        (await new Lines(swapper.stdout as Readable).waitFor((l) => l.startsWith('victim '), 'victim')).split(' ')[1],
-      );
-      for (
-        let i = 0;
-        i < 500 && !readFileSync(join(g, 'cgroup.procs'), 'utf8').split('\n').includes(String(victim));
-        i++
-      )
-        Atomics.wait(nap, 0, 0, 10);
-      writeFileSync(`/proc/${victim}/oom_score_adj`, '1000'); // the victim is first in line
-      let swapped: string | undefined;
-      const lmk = new LowMemoryKiller({
-        candidates: { cgroup: g },
-        memory: { cgroup: g },
-        minAvailable: LIMIT, // always under pressure: every check decides to kill
-        reclaim: false,
-        rank: (a: Candidate, b: Candidate) => {
-          // Runs after the candidates were listed and checked, right before the victim is chosen and killed: swap
-          // the victim for a stranger now (killed, reaped, pid reused outside the group), and wait for it here,
-          // synchronously, so that nothing of the killer runs in between.
-          if (swapped === undefined) {
-            swapper.kill('SIGUSR1');
-            for (let i = 0; i < 1000 && !existsSync(marker); i++) Atomics.wait(nap, 0, 0, 5);
-            swapped = existsSync(marker) ? readFileSync(marker, 'utf8').trim() : 'error timeout';
-          }
-          return b.oomScoreAdj - a.oomScoreAdj || b.memory.pss - a.memory.pss;
-        },
-      });
-      const log = record(lmk);
-      await lmk.check();
-      if (swapped?.startsWith('error 17 ') && attempt < 5) {
-        // Another process took the freed pid first (EEXIST): try again with a fresh pair.
-        await lmk.stop();
-        continue;
-      }
-      t.equal(swapped, `stranger ${victim}`, `the stranger has the dead candidate's pid (${swapped})`);
-      t.ok(pidAlive(victim), 'the stranger lives after the decision to kill the old owner of its pid');
-      t.notMatch(
-        readFileSync(`/proc/${victim}/cgroup`, 'utf8'),
-        g.split('/').pop()!,
-        "the stranger is outside the candidates' group",
-      );
-      t.same(
-        log.filter((x) => x.type === 'kill'),
-        [],
-        'no kill reported: the victim had already exited, the signal went nowhere',
-      );
-      t.ok(w.proc.exitCode === null, 'the other candidate was not killed in its place in the same episode');
+// In every kill mode: the victim's group, tree or cgroup is read through its pidfd, so a victim that is gone
+// names no set at all. The candidates are in sessions of their own (detached), so that a group kill can never
+// reach this test's process group.
+for (const mode of ['process', 'group', 'tree', 'cgroup'] as const) {
+  t.test(
+    `a stranger that inherits a candidate's pid between the decision and the kill is never signalled (${mode})`,
+    { skip: !memoryV1Root() && 'no cgroup v1 memory controller' },
+    async (t) => {
+      for (let attempt = 1; ; attempt++) {
+        const g = makeV1MemoryGroup(`lmk-swap-${mode}${attempt}`, LIMIT)!;
+        const marker = join(tmpdir(), `pidfd-test-marker-${process.pid}-${attempt}`);
+        t.teardown(() => rmSync(marker, { force: true }));
+        const w = await new Worker([join(g, 'cgroup.procs')], { detached: true }).ready();
+        workers.push(w);
+        await w.ask('a 32', 'anon');
+        const swapper = track(
+          spawn(fixture('lmk-swap'), [join(g, 'cgroup.procs'), marker, '48'], {
+            stdio: ['pipe', 'pipe', 'inherit'],
+            detached: true,
+          }),
+        );
+        procs.push(swapper);
+        const victim = Number(
+          (await new Lines(swapper.stdout as Readable).waitFor((l) => l.startsWith('victim '), 'victim')).split(' ')[1],
+        );
+        for (
+          let i = 0;
+          i < 500 && !readFileSync(join(g, 'cgroup.procs'), 'utf8').split('\n').includes(String(victim));
+          i++
+        )
+          Atomics.wait(nap, 0, 0, 10);
+        writeFileSync(`/proc/${victim}/oom_score_adj`, '1000'); // the victim is first in line
+        let swapped: string | undefined;
+        const lmk = new LowMemoryKiller({
+          candidates: { cgroup: g },
+          memory: { cgroup: g },
+          minAvailable: LIMIT, // always under pressure: every check decides to kill
+          reclaim: false,
+          killMode: mode,
+          rank: (a: Candidate, b: Candidate) => {
+            // Runs after the candidates were listed and checked, right before the victim is chosen and killed: swap
+            // the victim for a stranger now (killed, reaped, pid reused outside the group), and wait for it here,
+            // synchronously, so that nothing of the killer runs in between.
+            if (swapped === undefined) {
+              swapper.kill('SIGUSR1');
+              for (let i = 0; i < 1000 && !existsSync(marker); i++) Atomics.wait(nap, 0, 0, 5);
+              swapped = existsSync(marker) ? readFileSync(marker, 'utf8').trim() : 'error timeout';
+            }
+            return b.oomScoreAdj - a.oomScoreAdj || b.memory.pss - a.memory.pss;
+          },
+        });
+        const log = record(lmk);
+        await lmk.check();
+        if (swapped?.startsWith('error 17 ') && attempt < 5) {
+          // Another process took the freed pid first (EEXIST): try again with a fresh pair.
+          await lmk.stop();
+          continue;
+        }
+        t.equal(swapped, `stranger ${victim}`, `the stranger has the dead candidate's pid (${swapped})`);
+        t.ok(pidAlive(victim), 'the stranger lives after the decision to kill the old owner of its pid');
+        t.notMatch(
+          readFileSync(`/proc/${victim}/cgroup`, 'utf8'),
+          g.split('/').pop()!,
+          "the stranger is outside the candidates' group",
+        );
+        t.same(
+          log.filter((x) => x.type === 'kill'),
+          [],
+          'no kill reported: the victim had already exited, the signal went nowhere',
+        );
+        t.ok(w.proc.exitCode === null, 'the other candidate was not killed in its place in the same episode');
 
-      // The next decision lists the group again: the stranger is not in it, the other worker is.
-      const listed = (await lmk.candidates()).map((c) => c.pid);
-      t.same(listed, [w.pid], 'the stranger is not a candidate');
-      await lmk.check();
-      const kills = log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
-      t.equal(kills.length, 1);
-      t.equal(kills[0].pid, w.pid);
-      t.ok(pidAlive(victim), 'the stranger still lives');
-      t.equal(readFileSync(`/proc/${victim}/stat`, 'utf8').split(') ')[1][0] !== 'Z', true, 'and is not a zombie');
-      await lmk.stop();
-      break;
-    }
-  },
-);
+        // The next decision lists the group again: the stranger is not in it, the other worker is.
+        const listed = (await lmk.candidates()).map((c) => c.pid);
+        t.same(listed, [w.pid], 'the stranger is not a candidate');
+        await lmk.check();
+        const kills = log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
+        t.equal(kills.length, 1);
+        t.equal(kills[0].pid, w.pid);
+        t.same(
+          kills[0].killed.map((k) => k.pid),
+          [w.pid],
+          `${mode}: the worker's set is the worker alone`,
+        );
+        t.ok(pidAlive(victim), 'the stranger still lives');
+        t.equal(readFileSync(`/proc/${victim}/stat`, 'utf8').split(') ')[1][0] !== 'Z', true, 'and is not a zombie');
+        await lmk.stop();
+        break;
+      }
+    },
+  );
+}
 
 t.test("never itself, never pid 1; a caller's PidFds are used, never closed", async (t) => {
   const lmk = new LowMemoryKiller({
@@ -161,6 +175,38 @@ t.test("never itself, never pid 1; a caller's PidFds are used, never closed", as
   t.equal(p2.closed, false, "the caller's PidFd stays open");
   t.equal(p2.kill(0), true);
 });
+
+t.test(
+  'never an ancestor of this process, in any kill mode (in a child process, whose parent is a shell)',
+  async (t) => {
+    t.equal(ensureDist(), undefined, 'dist/ is current');
+    const root = join(__dirname, '..', '..');
+    // The child's only candidate is its own parent (a shell, in the child's process group and cgroup). Were it
+    // killed, the shell would not print its line after the child exits.
+    const script = `
+    const { LowMemoryKiller } = require(${JSON.stringify(root)});
+    (async () => {
+      const out = {};
+      for (const killMode of ['process', 'group', 'tree', 'cgroup']) {
+        const lmk = new LowMemoryKiller({
+          candidates: () => [process.ppid], minAvailable: Number.MAX_SAFE_INTEGER, reclaim: false, killMode,
+        });
+        const kills = [];
+        lmk.on('kill', (e) => kills.push(e.killed.map((k) => k.pid)));
+        lmk.on('error', () => {});
+        await lmk.check();
+        await lmk.stop();
+        out[killMode] = kills;
+      }
+      console.log(JSON.stringify(out));
+    })();
+  `;
+    const r = await runNode(['-e', script], ['sh', '-c', '"$@"; echo shell-alive', 'sh']);
+    const lines = r.stdout.trim().split('\n');
+    t.equal(lines[lines.length - 1], 'shell-alive', `the shell outlived every mode (${r.stderr.trim()})`);
+    t.same(JSON.parse(lines[0]), { process: [], group: [], tree: [], cgroup: [] }, 'no kill in any mode');
+  },
+);
 
 t.test('lockMemory(): the code is locked, and Node lives on (in a child process)', async (t) => {
   t.equal(ensureDist(), undefined, 'dist/ is current');

@@ -8,7 +8,15 @@ import t from 'tap';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LowMemoryKiller, LowMemoryKillerEvents, TrimEvent } from '../../lib/index';
+import {
+  KillEvent,
+  LowMemoryKiller,
+  LowMemoryKillerEvents,
+  readHeadroom,
+  ReclaimEvent,
+  TrimEvent,
+} from '../../lib/index';
+import { reclaimsAnon } from '../../lib/lmk/steps';
 import {
   budgetWorker,
   makeV1MemoryGroup,
@@ -90,6 +98,14 @@ if (!memoryV1Root()) {
       r.rssBefore - r.rssAfter >= 150 * MiB,
       `its RSS went ${(r.rssBefore / MiB).toFixed(0)} -> ${(r.rssAfter / MiB).toFixed(0)} MiB`,
     );
+    const r1 = log
+      .filter((x) => x.type === 'reclaim')
+      .map((x) => x.e as ReclaimEvent)
+      .find((e) => e.pid === w1.pid);
+    if (r1 !== undefined) {
+      // Advised in the same step: without swap only its file mappings (its binary and libraries), none of the 224 MiB.
+      t.ok(!r1.anon && r1.advised < 32 * MiB, `the anonymous worker: ${(r1.advised / MiB).toFixed(1)} MiB advised`);
+    }
     t.same(
       log.filter((x) => x.type === 'kill'),
       [],
@@ -101,6 +117,65 @@ if (!memoryV1Root()) {
       `headroom back to ${(lmk.headroom().available / MiB).toFixed(0)} MiB`,
     );
     await lmk.stop();
+  });
+
+  t.test(
+    'no swap: an anonymous-only candidate gets nothing advised, and the kill is not held up by the step',
+    { skip: readHeadroom().swapTotal > 0 && 'this machine has swap: the case needs a machine without' },
+    async (t) => {
+      const cap = 1280 * MiB;
+      const g = makeV1MemoryGroup('lmk-anon', cap)!;
+      // One run as the killer is now (reclaim.anon 'auto'), one with anon: true (what the step did before).
+      const run = async (
+        anon: boolean | 'auto',
+      ): Promise<{ reclaims: ReclaimEvent[]; kill: KillEvent; ms: number }> => {
+        const w = await worker(g, 0, 1024);
+        const lmk = new LowMemoryKiller({
+          candidates: { cgroup: g },
+          memory: { cgroup: g },
+          // Under pressure with ~250 MiB left; 1 GiB paged out would end it, if anonymous pages could leave.
+          minAvailable: 600 * MiB,
+          memoryTimeout: 200,
+          reclaim: { anon },
+        });
+        let t0 = 0;
+        let t1 = 0;
+        const reclaims: ReclaimEvent[] = [];
+        let kill: KillEvent | undefined;
+        lmk.on('pressure', () => (t0 = performance.now()));
+        lmk.on('reclaim', (e) => reclaims.push(e));
+        lmk.on('kill', (e) => {
+          kill = e;
+          t1 = performance.now() - e.memoryMs; // when the SIGKILL went out
+        });
+        await lmk.check();
+        await lmk.stop();
+        t.equal(kill?.pid, w.pid, `anon ${anon}: the worker was killed`);
+        return { reclaims, kill: kill!, ms: t1 - t0 };
+      };
+      const auto = await run('auto');
+      t.same(auto.reclaims, [], "anon 'auto' without swap: nothing advised (only file pages could leave)");
+      const forced = await run(true);
+      const r = forced.reclaims[0];
+      t.ok(r && r.anon && r.advised >= 1024 * MiB, `anon: true advised ${((r?.advised ?? 0) / MiB).toFixed(0)} MiB`);
+      t.ok(
+        r.rssAfter >= 0.95 * r.rssBefore,
+        `and RSS stayed: ${(r.rssBefore / MiB).toFixed(0)} -> ${(r.rssAfter / MiB).toFixed(0)} MiB`,
+      );
+      t.comment(
+        `pressure -> SIGKILL over a 1 GiB anonymous worker: ${auto.ms.toFixed(1)} ms with reclaim.anon 'auto', ` +
+          `${forced.ms.toFixed(1)} ms with anon: true (its advice took ${r.ms.toFixed(1)} ms, then the settle wait)`,
+      );
+    },
+  );
+
+  t.test('reclaim.anon: anonymous memory is advised only where swap or zram can take it', async (t) => {
+    // Swap cannot be added on this shared machine, so the 'auto' decision with swap is shown on its inputs.
+    t.equal(reclaimsAnon('auto', 0), false, 'auto, no swap: file pages only');
+    t.equal(reclaimsAnon(undefined, 0), false, 'the default is auto');
+    t.equal(reclaimsAnon('auto', 4 * 2 ** 30), true, 'auto, swap (or zram): everything');
+    t.equal(reclaimsAnon(true, 0), true);
+    t.equal(reclaimsAnon(false, 4 * 2 ** 30), false);
   });
 
   for (const how of ['signal', 'callback'] as const) {
