@@ -44,7 +44,8 @@ export const lmk: Command = {
     'answers pressure in steps: reclaim (process_madvise pageout on the candidates), trim (a signal, if given,',
     'then up to --trim-deadline for memory to come back), kill (one victim: the highest oom_score_adj, then the',
     'largest PSS; SIGKILL through its pidfd, process_mrelease, and it waits for the death and the memory before',
-    'deciding again). It only ever acts on the candidates; never on itself or pid 1.',
+    "deciding again). It only ever acts on the candidates; never on itself or pid 1. Kills made by the kernel's",
+    'own OOM killer in the budget are logged too (kernel-oom).',
     '',
     'Candidates (one of):',
     '  --cgroup DIR            the processes in a cgroup (v1 or v2 directory); if it is a memory cgroup, its',
@@ -163,6 +164,13 @@ export const lmk: Command = {
     killer.on('recovered', (e) => {
       ctx.emit({ event: 'recovered', ...e });
       ctx.print(`${time()} recovered: ${mib(e.available)} available`);
+    });
+    killer.on('kernel-oom', (e) => {
+      ctx.emit({ event: 'kernel-oom', ...e });
+      ctx.print(
+        `${time()} the kernel's OOM killer killed ${e.count} in the budget (${e.kills} since start), ` +
+          `${mib(e.available)} available`,
+      );
     });
     killer.on('error', (err: NodeJS.ErrnoException) => {
       ctx.emit({ event: 'error', message: err.message, code: err.code ?? null });

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { KernelOomEvent, LowMemoryKiller, readHeadroom, readOomKills } from '../../lib/index';
 import { readMemoryLimits } from '../../lib/cgroup';
 import { KeptFiles, ReadFile, readFresh } from '../../lib/kept-files';
-import { headroomOf } from '../../lib/lmk/budget';
+import { Budget, headroomOf } from '../../lib/lmk/budget';
 import { readMeminfo } from '../../lib/procfs';
 import { makeV1MemoryGroup, memoryV1Root, removeAllGroups, sleep, Worker } from '../helpers/mem-helpers';
 import { exited, until } from '../helpers/procs';
@@ -255,9 +255,16 @@ function v1(): void {
     t.equal(h0.source, 'cgroup-v1');
     t.equal(h0.total, 256 * MiB);
     t.equal(h0.limitedBy, join(g, 'memory.limit_in_bytes'));
+    const kept = new Budget(g);
+    kept.open();
+    t.teardown(() => kept.close());
+    const k0 = kept.headroom();
     await w.ask('a 96', 'anon');
     const h1 = readHeadroom(g);
     near(t, h0.available - h1.available, 96 * MiB, 8 * MiB, 'headroom taken by 96 MiB of anonymous memory');
+    const k1 = kept.headroom();
+    near(t, k0.available - k1.available, 96 * MiB, 8 * MiB, 'the same through descriptors kept open');
+    t.equal(k1.limitedBy, h1.limitedBy);
   });
 
   t.test("v1: a child without a limit reports its parent's, which binds on the parent's usage", async (t) => {
