@@ -13,6 +13,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   statfsSync,
   writeFileSync,
@@ -267,6 +268,19 @@ function v1(): void {
     t.equal(k1.limitedBy, h1.limitedBy);
   });
 
+  t.test('v1: a group removed under the kept descriptors is reported as no memory cgroup', async (t) => {
+    const parent = makeV1MemoryGroup('budget-rm', 128 * MiB)!;
+    const g = join(parent, 'gone');
+    mkdirSync(g);
+    const kept = new Budget(g);
+    kept.open();
+    t.teardown(() => kept.close());
+    t.equal(kept.headroom().total, 128 * MiB);
+    rmdirSync(g);
+    t.throws(() => kept.headroom(), { code: 'ERR_PIDFD_NO_MEMORY_CGROUP' });
+    t.equal(kept.kernelOom(readHeadroom(parent), 0, false), undefined, 'and no OOM-kill report from it');
+  });
+
   t.test("v1: a child without a limit reports its parent's, which binds on the parent's usage", async (t) => {
     const parent = makeV1MemoryGroup('budget-p', 256 * MiB)!;
     const child = join(parent, 'child');
@@ -290,7 +304,7 @@ function v1(): void {
     // On a disk (page cache, not tmpfs's shmem) and clean (fsync'ed), so the worker's read brings the pages in anew.
     const TMPFS_MAGIC = 0x01021994;
     const base = [tmpdir(), join(__dirname, '..', '..', 'build')].find((d) => statfsSync(d).type !== TMPFS_MAGIC);
-    if (base === undefined) return t.skip('no disk-backed directory for a page-cache file');
+    if (base === undefined) return t.skip('no disk-backed directory for a page-cache file', () => {});
     const dir = mkdtempSync(join(base, 'pidfd-budget-cache-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'cache-64m');
