@@ -2,8 +2,9 @@
 // from it names its process only until that process exits, so callers open a pidfd, check membership again
 // (`cgroupOf`, through the pidfd) and only then trust it.
 import { existsSync, readdirSync, readFileSync, realpathSync, watch, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseCgroupV1, parseCgroupV2, parsePids, ProcessHandle, readChecked, readSelf } from './procfs';
+import { dirname, join } from 'node:path';
+import { ReadFile, readFresh } from './kept-files';
+import { keyedValue, parseCgroupV1, parseCgroupV2, parsePids, ProcessHandle, readChecked, readSelf } from './procfs';
 import { invalidValue } from './validate';
 
 /** The pids in `<dir>/cgroup.procs` (a hint); throws the read's error (e.g. ENOENT for a removed cgroup). */
@@ -149,31 +150,126 @@ export function waitCgroupEmpty(dir: string, ms: number): Promise<boolean> {
   });
 }
 
-/** What `readMemoryCgroup` returns. */
-export interface MemoryCgroup {
+/** A limit set at one level of a memory cgroup hierarchy, and what that level holds. Bytes. */
+export interface MemoryLimit {
+  /** The file that sets it, with its directory: `<dir>/memory.max`, `<dir>/memory.high`, `<dir>/memory.limit_in_bytes`. */
+  file: string;
+  limit: number;
+  /** The level's usage (memory.current, memory.usage_in_bytes: its descendants included). */
   usage: number;
-  limit: number | undefined;
-  version: 1 | 2;
+  /** The level's inactive file pages (memory.stat `inactive_file`, v1 `total_inactive_file`). */
+  inactiveFile: number;
 }
 
-/** A memory cgroup's usage and limit in bytes (v1: usage_in_bytes / limit_in_bytes; v2: memory.current /
- *  memory.max, `limit` undefined for `max`); undefined when `dir` is neither. */
-export function readMemoryCgroup(dir: string): MemoryCgroup | undefined {
-  const read = (f: string): string | undefined => {
-    try {
-      return readFileSync(join(dir, f), 'latin1').trim();
-    } catch {
-      return undefined;
+/** A swap limit set at one level of a memory cgroup hierarchy (v2 memory.swap.max, v1 memsw − memory limit). */
+export interface SwapLimit {
+  file: string;
+  limit: number;
+  usage: number;
+}
+
+/** What `readMemoryLimits` returns. */
+export interface MemoryLimits {
+  version: 1 | 2;
+  /** Every limit below `cap` set on the group or an ancestor, the group's first. */
+  limits: MemoryLimit[];
+  swap: SwapLimit[];
+}
+
+function readNumber(read: ReadFile, file: string): number | undefined {
+  const text = read(file);
+  if (text === undefined) return undefined;
+  const v = text.trim();
+  return v === 'max' ? Infinity : Number(v);
+}
+
+/**
+ * The memory limits that bound a memory cgroup: those of the group and of each ancestor, up to the top of the
+ * hierarchy, that are below `cap` (MemTotal: a larger limit cannot bind before the machine does). The walk goes up
+ * while the parent directory has the version's limit file (memory.max, which the v2 root lacks; v1's
+ * memory.limit_in_bytes, which the v1 root has and the mount's parent lacks), so a tree of plain directories with
+ * those files is walked the same way. Usage and memory.stat are read only at levels that set a limit; swap files
+ * only when `swapCap` (the machine's SwapTotal) is not 0. Undefined when `dir` is not a memory cgroup.
+ */
+export function readMemoryLimits(
+  dir: string,
+  cap: number,
+  swapCap: number,
+  read: ReadFile = readFresh,
+): MemoryLimits | undefined {
+  if (read(join(dir, 'memory.max')) !== undefined) return readV2Limits(dir, cap, swapCap, read);
+  const stat = read(join(dir, 'memory.stat'));
+  if (stat === undefined || read(join(dir, 'memory.limit_in_bytes')) === undefined) return undefined;
+  return readV1Limits(dir, stat, cap, swapCap, read);
+}
+
+function readV2Limits(dir: string, cap: number, swapCap: number, read: ReadFile): MemoryLimits {
+  const out: MemoryLimits = { version: 2, limits: [], swap: [] };
+  for (let d = dir; ;) {
+    const max = readNumber(read, join(d, 'memory.max'));
+    if (max === undefined) break;
+    const high = readNumber(read, join(d, 'memory.high')) ?? Infinity;
+    if (max < cap || high < cap) {
+      const usage = readNumber(read, join(d, 'memory.current')) ?? 0;
+      const inactiveFile = keyedValue(read(join(d, 'memory.stat')) ?? '', 'inactive_file') ?? 0;
+      if (high < cap) out.limits.push({ file: join(d, 'memory.high'), limit: high, usage, inactiveFile });
+      if (max < cap) out.limits.push({ file: join(d, 'memory.max'), limit: max, usage, inactiveFile });
     }
-  };
-  let version: 1 | 2 = 1;
-  let usage = read('memory.usage_in_bytes');
-  let limit = read('memory.limit_in_bytes');
-  if (usage === undefined) {
-    usage = read('memory.current');
-    limit = read('memory.max');
-    version = 2;
+    if (swapCap > 0) {
+      const swapMax = readNumber(read, join(d, 'memory.swap.max')) ?? Infinity;
+      if (swapMax < swapCap) {
+        const usage = readNumber(read, join(d, 'memory.swap.current')) ?? 0;
+        out.swap.push({ file: join(d, 'memory.swap.max'), limit: swapMax, usage });
+      }
+    }
+    const parent = dirname(d);
+    if (parent === d) break;
+    d = parent;
   }
-  if (usage === undefined) return undefined;
-  return { usage: Number(usage), limit: limit === undefined || limit === 'max' ? undefined : Number(limit), version };
+  return out;
+}
+
+// v1: memory.stat's hierarchical_memory_limit is the smallest limit of the group and its ancestors, so when it is
+// not below `cap` no level can bind and the walk is skipped. When one is, each limited level is read on its own:
+// a parent's limit is shared with the group's siblings, so it binds on the parent's usage, not the group's.
+function readV1Limits(dir: string, stat: string, cap: number, swapCap: number, read: ReadFile): MemoryLimits {
+  const out: MemoryLimits = { version: 1, limits: [], swap: [] };
+  const hier = keyedValue(stat, 'hierarchical_memory_limit') ?? Infinity;
+  const hierSw = keyedValue(stat, 'hierarchical_memsw_limit') ?? Infinity;
+  if (hier >= cap && (swapCap === 0 || hierSw >= cap + swapCap)) return out;
+  for (let d = dir; ;) {
+    const limit = readNumber(read, join(d, 'memory.limit_in_bytes'));
+    if (limit === undefined) break;
+    const memsw = swapCap > 0 ? (readNumber(read, join(d, 'memory.memsw.limit_in_bytes')) ?? Infinity) : Infinity;
+    const swapLimited = memsw < cap + swapCap;
+    if (limit < cap || swapLimited) {
+      const usage = readNumber(read, join(d, 'memory.usage_in_bytes')) ?? 0;
+      if (limit < cap) {
+        const levelStat = d === dir ? stat : (read(join(d, 'memory.stat')) ?? '');
+        const inactiveFile = keyedValue(levelStat, 'total_inactive_file') ?? 0;
+        out.limits.push({ file: join(d, 'memory.limit_in_bytes'), limit, usage, inactiveFile });
+      }
+      if (swapLimited) {
+        // memsw bounds memory + swap: what may go to swap is memsw - the memory limit, what is there memsw usage -
+        // usage (so with memory full, what is left is memsw - memsw usage, the room the kernel still allows).
+        const swUsage = readNumber(read, join(d, 'memory.memsw.usage_in_bytes')) ?? usage;
+        const file = join(d, 'memory.memsw.limit_in_bytes');
+        out.swap.push({ file, limit: Math.max(0, memsw - Math.min(limit, cap)), usage: Math.max(0, swUsage - usage) });
+      }
+    }
+    const parent = dirname(d);
+    if (parent === d) break;
+    d = parent;
+  }
+  return out;
+}
+
+/**
+ * The kernel's OOM kills counted for a memory cgroup: v2 memory.events `oom_kill` (descendants included, unless
+ * the hierarchy is mounted with memory_localevents), v1 memory.oom_control `oom_kill` (Linux 4.13; the group's own
+ * processes only: v1 does not add a child group's events to its parent). Undefined where neither file counts it.
+ */
+export function readCgroupOomKills(dir: string, read: ReadFile = readFresh): number | undefined {
+  const text = read(join(dir, 'memory.events')) ?? read(join(dir, 'memory.oom_control'));
+  return text === undefined ? undefined : keyedValue(text, 'oom_kill');
 }

@@ -22,7 +22,7 @@ export type { MemoryInfo, Mapping, MappingKind, ReclaimOptions, ReclaimResult } 
 export { readProcess } from './procfs';
 export type { ProcessView, ProcStat } from './procfs';
 export { readPressure, watchPressure, PressureWatcher } from './pressure';
-export { LowMemoryKiller, lockMemory, readHeadroom } from './lmk';
+export { LowMemoryKiller, lockMemory, readHeadroom, readOomKills } from './lmk';
 export type {
   Candidate,
   CandidateMatcher,
@@ -38,6 +38,7 @@ export type {
   TrimEvent,
   KillEvent,
   KilledProcess,
+  KernelOomEvent,
 } from './lmk';
 export type {
   Pressure,

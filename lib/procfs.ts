@@ -4,6 +4,7 @@
 // listings (`listPids`, `listChildren`, `childrenByScan`) are hints: each pid they give must be opened and checked.
 import { readdirSync, readFileSync } from 'node:fs';
 import { E, outOfResource, systemError, SystemError } from './errors';
+import { ReadFile, readFresh } from './kept-files';
 import type { PidFd } from './pidfd';
 
 /** What a checked read needs of a PidFd (structural, so this module does not import the class). */
@@ -140,9 +141,31 @@ export function parsePids(text: string): number[] {
     .map(Number);
 }
 
-/** /proc/meminfo's kB fields, in bytes. */
-export function readMeminfo(): Map<string, number> {
-  return parseKb(readFileSync('/proc/meminfo', 'latin1'));
+/** /proc/meminfo's kB fields, in bytes (`read`: how to read the file, e.g. through a kept descriptor). */
+export function readMeminfo(read: ReadFile = readFresh): Map<string, number> {
+  // Without /proc/meminfo nothing here can work: throw the read's own error (ENOENT) rather than guess.
+  return parseKb(read('/proc/meminfo') ?? readFileSync('/proc/meminfo', 'latin1'));
+}
+
+/**
+ * The value of `key` in a flat keyed file, one `key value` pair a line (/proc/vmstat, a memory cgroup's
+ * memory.stat, memory.events, memory.oom_control); undefined when the file has no such line.
+ */
+export function keyedValue(text: string, key: string): number | undefined {
+  let at = 0;
+  if (!text.startsWith(`${key} `)) {
+    at = text.indexOf(`\n${key} `) + 1;
+    if (at === 0) return undefined;
+  }
+  const start = at + key.length + 1;
+  const end = text.indexOf('\n', start);
+  return Number(text.slice(start, end === -1 ? undefined : end));
+}
+
+/** /proc/vmstat's `oom_kill` (the kernel's OOM kills since boot, Linux 4.13); undefined where it is not counted. */
+export function readVmstatOomKills(read: ReadFile = readFresh): number | undefined {
+  const text = read('/proc/vmstat');
+  return text === undefined ? undefined : keyedValue(text, 'oom_kill');
 }
 
 /** This boot's random id (/proc/sys/kernel/random/boot_id). */

@@ -71,7 +71,8 @@ export const lmk: Command = {
     'reclaim (process_madvise pageout of file pages; anonymous ones too where swap can take them), trim (a signal,',
     'only to candidates that catch it), kill (the candidate the kernel OOM killer would pick for this budget;',
     'SIGKILL through its pidfd, process_mrelease, and the next decision as soon as its memory is gone). It only',
-    'ever acts on the candidates; never on itself, its ancestors or pid 1. See docs/low-memory-killer.md.',
+    'ever acts on the candidates; never on itself, its ancestors or pid 1. Kills made by the',
+    "kernel's own OOM killer in the budget are logged too (kernel-oom). See docs/low-memory-killer.md.",
     '',
     'Candidates (one of):',
     '  --cgroup DIR            the processes in a cgroup (v1 or v2 directory); if it is a memory cgroup, its',
@@ -272,6 +273,13 @@ export const lmk: Command = {
     killer.on('recovered', (e) => {
       ctx.emit({ event: 'recovered', ...e });
       ctx.print(`${time()} recovered: ${mib(e.available)} available`);
+    });
+    killer.on('kernel-oom', (e) => {
+      ctx.emit({ event: 'kernel-oom', ...e });
+      ctx.print(
+        `${time()} the kernel's OOM killer killed ${e.count} in the budget (${e.kills} since start), ` +
+          `${mib(e.available)} available`,
+      );
     });
     killer.on('error', (err: NodeJS.ErrnoException) => {
       ctx.emit({ event: 'error', message: err.message, code: err.code ?? null });

@@ -133,6 +133,27 @@ export interface RecoveredEvent {
 }
 
 /**
+ * Emitted when a sample finds that the kernel's OOM killer killed something in the budget since the previous one
+ * (memory.events / memory.oom_control `oom_kill` of the budget's cgroup, /proc/vmstat `oom_kill` for the system).
+ *
+ * @example
+ * lmk.on('kernel-oom', (e: KernelOomEvent) => console.warn(`the kernel killed ${e.count} (${e.kills} in all)`));
+ */
+export interface KernelOomEvent {
+  /** Kills the kernel counted since the previous sample. */
+  count: number;
+  /** Kills the kernel counted since the killer was created (`lmk.kernelOomKills`). */
+  kills: number;
+  /** The current episode (0 before the first), and whether the killer was in a pressure state. */
+  episode: number;
+  pressured: boolean;
+  /** The headroom measured in the same sample. */
+  available: number;
+  total: number;
+  limitedBy: string;
+}
+
+/**
  * The events of a `LowMemoryKiller` and the argument each listener gets.
  *
  * @example
@@ -144,5 +165,6 @@ export interface LowMemoryKillerEvents {
   trim: [TrimEvent];
   kill: [KillEvent];
   recovered: [RecoveredEvent];
+  'kernel-oom': [KernelOomEvent];
   error: [Error];
 }

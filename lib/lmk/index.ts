@@ -1,7 +1,8 @@
 // The low-memory killer: one file per job (options, budget, candidates, steps, events, the class, lockMemory).
-export { type MemoryHeadroom, readHeadroom } from './budget';
+export { type MemoryHeadroom, readHeadroom, readOomKills } from './budget';
 export type { Candidate } from './candidates';
 export type {
+  KernelOomEvent,
   KillEvent,
   KilledProcess,
   LowMemoryKillerEvents,

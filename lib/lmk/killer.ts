@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { codedError } from '../errors';
 import { PressureEvent, PressureWatcher, readPressure, watchPressure } from '../pressure';
-import { MemoryHeadroom, readHeadroom } from './budget';
+import { Budget, MemoryHeadroom } from './budget';
 import { Candidate, CandidateList, rankCandidates } from './candidates';
 import type { LowMemoryKillerEvents, PressureStartEvent, RecoveredEvent } from './events';
 import { LockResult, lockMemory } from './lock';
@@ -55,6 +55,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   #held: 'dry' | 'empty' | false = false;
   #ref: boolean;
   #dryRun: boolean;
+  #budget: Budget;
 
   /** Validates the options (and that `memory.cgroup` is a memory cgroup); `start()` starts watching. */
   constructor(options: LowMemoryKillerOptions) {
@@ -64,7 +65,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     this.#list = new CandidateList(options.candidates);
     this.#ref = options.ref ?? true;
     this.#dryRun = options.dryRun ?? false;
-    if (options.memory !== undefined) readHeadroom(options.memory.cgroup); // fail now, not at the first check
+    this.#budget = new Budget(options.memory?.cgroup); // a bad memory.cgroup fails now, not at the first check
   }
 
   /** The PSI watcher's mode, once started with `psi`. */
@@ -82,6 +83,11 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     return this.#episode;
   }
 
+  /** The kernel's own OOM kills in the budget since the killer was created (each reported by `kernel-oom`). */
+  get kernelOomKills(): number {
+    return this.#budget.oomKills;
+  }
+
   /** Whether the killer is in a pressure state (entered below minAvailable, left above it plus the hysteresis). */
   get pressured(): boolean {
     return this.#pressured;
@@ -94,7 +100,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
 
   /** Available memory, measured as the killer does. */
   headroom(): MemoryHeadroom {
-    return readHeadroom(this.options.memory?.cgroup);
+    return this.#budget.headroom();
   }
 
   /** minAvailable in bytes (undefined if not set). */
@@ -107,6 +113,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   start(): this {
     if (this.#running) return this;
     this.#running = true;
+    this.#budget.open();
     const psi = this.options.psi;
     if (psi !== undefined) {
       this.#psi = watchPressure({ resource: 'memory', ...psi, ref: this.#ref });
@@ -132,6 +139,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     this.#psi = undefined;
     await this.#busy;
     this.#list.close();
+    this.#budget.close();
   }
 
   /** Runs one evaluation now (as a timer tick or a PSI event would) and resolves when it is done. */
@@ -192,6 +200,8 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   #measure(): Measurement {
     const now = performance.now();
     const m = this.headroom();
+    const oom = this.#budget.kernelOom(m, this.#episode, this.#pressured);
+    if (oom !== undefined) this.emit('kernel-oom', oom);
     if (this.#last !== undefined && now > this.#last.at) {
       this.#rate = Math.max(0, (this.#last.available - m.available) / (now - this.#last.at));
     }

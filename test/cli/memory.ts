@@ -179,6 +179,26 @@ t.test(
   },
 );
 
+t.test(
+  "lmk: the kernel's own OOM kill in the budget is logged",
+  { skip: !memoryV1Root() && 'no cgroup v1 memory' },
+  async (t) => {
+    const g = makeV1MemoryGroup('cli-lmk-oom', 64 * MiB)!;
+    // minAvailable 0 is never crossed: the killer only watches, and the kernel acts.
+    const { child, out } = startCli('lmk', '--cgroup', g, '--min-available', '0', '--interval', '20ms', '--json');
+    await out.waitFor((l) => l.includes('"event":"start"'), 'the start record');
+    const w = await worker([join(g, 'cgroup.procs')]);
+    w.proc.stdin!.write('a 128\n');
+    t.same(await ended(w.proc), [null, 'SIGKILL'], 'the kernel killed the worker');
+    const e = JSON.parse(await out.waitFor((l) => l.includes('"event":"kernel-oom"'), 'a kernel-oom record'));
+    t.equal(e.count, 1);
+    t.equal(e.kills, 1);
+    t.equal(e.total, 64 * MiB);
+    child.kill('SIGINT');
+    t.same(await ended(child), [0, null]);
+  },
+);
+
 t.test('--help for each', async (t) => {
   for (const c of ['memory', 'reclaim', 'pressure', 'lmk']) {
     const r = cli(c, '--help');

@@ -5,7 +5,8 @@
 // Budget: a cgroup v1 memory group with a 512 MiB limit; the killer acts below 128 MiB of headroom. No swap here:
 // only the file pages can be reclaimed, which is what the reclaim test relies on.
 import t from 'tap';
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -76,6 +77,11 @@ if (!memoryV1Root()) {
     const w1 = await worker(g, 0, 64);
     const w2 = await worker(g, 900, 0);
     await w2.ask(`f ${file}`, 'file');
+    // Read twice more from inside the group, the pages become active file pages: the working set, which the budget
+    // counts as used (inactive file pages already count as available, so paging them out would gain nothing).
+    spawnSync('sh', ['-c', `echo $$ > ${g}/cgroup.procs && cat ${file} ${file} > /dev/null`]);
+    const activeFile = Number(/^total_active_file (\d+)$/m.exec(readFileSync(join(g, 'memory.stat'), 'latin1'))?.[1]);
+    t.ok(activeFile >= 150 * MiB, `active file pages: ${(activeFile / MiB).toFixed(0)} MiB`);
     const lmk = new LowMemoryKiller({
       candidates: { cgroup: g },
       memory: { cgroup: g },
