@@ -37,7 +37,7 @@ t.test(
     const events = (name: string): any[] =>
       run.out.all
         .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as any)
+        .map((l) => JSON.parse(l))
         .filter((e) => e.event === name);
     const kills = (): any[] => events('kill');
     for (let i = 0; i < TRIALS; i++) {
