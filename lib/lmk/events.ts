@@ -90,9 +90,13 @@ export interface KillEvent {
   /** ms from the first signal (SIGKILL, or the graceful signal) to every killed process's pidfd reporting its
    *  death. */
   deathMs: number;
-  /** ms from the first signal to the memory being back (see `regained`). */
+  /** ms from the measurement that started the episode to the first signal: the time spent deciding (listing and
+   *  ranking the candidates, and the reclaim and trim steps when they ran). */
+  decisionMs: number;
+  /** ms from the first signal until the memory was measured back: the deaths (and, for a cgroup kill, the group
+   *  empty), when the kernel has freed what they held. */
   memoryMs: number;
-  /** Whether at least 80% of what the killed held (`held`) came back within memoryTimeout. */
+  /** Whether the headroom grew by at least 80% of what the killed held (`held`). */
   regained: boolean;
   /** What release() returned for the victim (`undefined`: not called). */
   released: boolean | undefined;

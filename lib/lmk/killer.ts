@@ -229,6 +229,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   }
 
   async #evaluate(force: boolean): Promise<void> {
+    const startedAt = performance.now();
     let s = this.#measure();
     if (!s.low) return;
     if (this.#held === 'empty' && !force) {
@@ -260,6 +261,9 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     }
     const ctx: EpisodeContext = {
       episode,
+      startedAt,
+      startAvailable: s.m.available,
+      rate: this.#rate,
       options: this.options,
       dryRun: this.#dryRun,
       ref: this.#ref,

@@ -99,8 +99,11 @@ export interface LowMemoryKillerOptions {
     /** ms to wait for memory to come back (default 1000). */
     deadline?: number;
   };
-  /** ms to wait for a victim's death (default 5000) and then for its memory to come back (default 2000). */
+  /** ms to wait for a victim's death (default 5000). */
   killTimeout?: number;
+  /** @deprecated Ignored: the wait after a kill ends when the killed processes are gone (their pidfds say so),
+   *  when the kernel has freed their memory; waiting for the headroom to grow let another allocating process
+   *  hold up the next decision. */
   memoryTimeout?: number;
   /** process_mrelease right after the SIGKILL (default true). */
   release?: boolean;

@@ -23,6 +23,12 @@ export interface Measurement {
 /** What a step needs of the killer running it. */
 export interface EpisodeContext {
   readonly episode: number;
+  /** Bytes per ms the headroom fell between the last two samples (0: steady or growing). */
+  readonly rate: number;
+  /** Available bytes at the measurement that started the episode. */
+  readonly startAvailable: number;
+  /** performance.now() of the measurement that started the episode. */
+  readonly startedAt: number;
   readonly options: Readonly<LowMemoryKillerOptions>;
   readonly dryRun: boolean;
   /** Whether the step's timers keep the event loop alive. */
@@ -53,11 +59,15 @@ export function reclaimsAnon(anon: boolean | 'auto' | undefined, swapTotal: numb
 const reclaimable = (c: Candidate, anon: boolean): number =>
   c.memory.file + (anon ? c.memory.anon + c.memory.shmem : 0);
 
+/** About what advising a few candidates' file pages takes (measured here: 60 ms), for the time test below. */
+const RECLAIM_MS = 60;
+
 /**
  * Pushes the candidates' pages out; resolves to the measurement after the settle time, or undefined when it did
  * nothing. Skipped where it cannot help: candidates with nothing reclaimable are left alone, and the whole step
- * is skipped when even all their reclaimable memory could not lift the headroom back to minAvailable (a kill is
- * needed anyway, and the step would only delay it). No settle wait when nothing was advised.
+ * is skipped when even all their reclaimable memory could not lift the headroom past minAvailable and its
+ * hysteresis (a kill is needed anyway, and the step would only delay it), or when the headroom is falling too fast
+ * to wait for it. No settle wait when nothing was advised.
  */
 export async function reclaimStep(ctx: EpisodeContext, ranked: Candidate[]): Promise<Measurement | undefined> {
   const rc = ctx.options.reclaim;
@@ -65,10 +75,20 @@ export async function reclaimStep(ctx: EpisodeContext, ranked: Candidate[]): Pro
   const h = ctx.headroom();
   const anon = reclaimsAnon(rc?.anon, h.swapTotal);
   const chosen = ranked.slice(0, rc?.count ?? ranked.length).filter((c) => reclaimable(c, anon) > 0);
+  // Worth it only if it can end the episode (lift the headroom past the threshold plus its hysteresis) and there
+  // is time for it: at the rate the headroom is falling, what is left must outlast the advice and the settle time
+  // twice over, or the kernel's OOM killer acts while the killer waits.
   const ma = ctx.options.minAvailable;
-  const shortfall = ma === undefined ? 0 : toBytes(ma, h.total) - h.available;
+  const exit = ma === undefined ? 0 : toBytes(ma, h.total) * (1 + (ctx.options.hysteresis ?? 0.1));
+  const shortfall = exit - h.available;
   const can = chosen.reduce((sum, c) => sum + reclaimable(c, anon), 0);
+  const takes = RECLAIM_MS + (rc?.settle ?? 200);
   if (chosen.length === 0 || (shortfall > 0 && can < shortfall)) return undefined;
+  // The rate now, over the time the listing and ranking took (a burst that has ended shows none), else the rate
+  // between the last two samples.
+  const dt = performance.now() - ctx.startedAt;
+  const rate = dt >= 1 ? Math.max(0, (ctx.startAvailable - h.available) / dt) : ctx.rate;
+  if (rate > 0 && h.available / rate < 2 * takes) return undefined;
   const options: ReclaimOptions = { advice: rc?.advice ?? 'pageout', kinds: anon ? undefined : ['file'] };
   let advised = 0;
   for (const c of chosen) {
@@ -216,6 +236,7 @@ export async function killStep(
     ctx.emit('kill', {
       ...base,
       bytesFreed: 0,
+      decisionMs: performance.now() - ctx.startedAt,
       deathMs: 0,
       memoryMs: 0,
       regained: false,
@@ -234,10 +255,11 @@ export async function killStep(
   }
   const k = await killVictim(ctx, v, spare);
   if (k === undefined) return false; // nothing signalled: the victim exited meanwhile, its memory is coming back
-  const now = await awaitMemory(ctx, before, k.held, k.t0);
+  const now = measureAfter(ctx, before, k.held, k.t0);
   ctx.emit('kill', {
     ...base,
     bytesFreed: now.m.available - before.available,
+    decisionMs: k.t0 - ctx.startedAt,
     deathMs: k.deathMs,
     memoryMs: now.ms,
     regained: now.regained,
@@ -255,21 +277,15 @@ export async function killStep(
   return true;
 }
 
-/** After the deaths: waits (up to memoryTimeout) for the headroom to grow by most of what the killed held. */
-async function awaitMemory(
+/** After the deaths: the memory of what was killed is gone once its pidfds (and its cgroup, for a cgroup kill)
+ *  report it (exit_mm() runs before the exit is reported), so the headroom is measured once, not waited on: another
+ *  process that keeps allocating must not hold up the next decision. */
+function measureAfter(
   ctx: EpisodeContext,
   before: MemoryHeadroom,
   held: number,
   t0: number,
-): Promise<{ m: MemoryHeadroom; ms: number; regained: boolean }> {
-  const o = ctx.options;
-  const want = before.available + 0.8 * held;
-  const until = t0 + (o.killTimeout ?? 5000) + (o.memoryTimeout ?? 2000);
-  const stopAt = Math.min(until, performance.now() + (o.memoryTimeout ?? 2000));
-  let now = ctx.headroom();
-  while (now.available < want && performance.now() < stopAt) {
-    await sleep(2, ctx.ref);
-    now = ctx.headroom();
-  }
-  return { m: now, ms: performance.now() - t0, regained: now.available >= want };
+): { m: MemoryHeadroom; ms: number; regained: boolean } {
+  const now = ctx.headroom();
+  return { m: now, ms: performance.now() - t0, regained: now.available - before.available >= 0.8 * held };
 }

@@ -31,7 +31,7 @@ t.test(
     const bystander = await new Worker([procs]).ready();
     workers.push(bystander);
     await bystander.ask('a 16', 'anon');
-    const run = startCli('lmk', '--cgroup', g, '--json', '--no-reclaim');
+    const run = startCli('lmk', '--cgroup', g, '--json');
     t.teardown(() => void run.child.kill('SIGTERM'));
     await run.out.waitFor((l) => l.includes('"event":"start"'), 'the killer watching');
     const events = (name: string): any[] =>
@@ -42,6 +42,7 @@ t.test(
     const kills = (): any[] => events('kill');
     for (let i = 0; i < TRIALS; i++) {
       const oomBefore = oomKills(g);
+      const from = run.out.all.length;
       const hog = await new Worker([procs]).ready();
       workers.push(hog);
       hog.proc.stdin!.write('a 4096\n'); // twice the budget, as fast as the machine maps and touches pages
@@ -49,7 +50,10 @@ t.test(
       // The kill event follows the death (it reports the memory regained): give it a moment, not forever.
       await until(() => kills().some((e) => e.pid === hog.pid), `trial ${i + 1}: a kill event`, 5000).catch(() => {});
       const k = kills().find((e) => e.pid === hog.pid);
-      t.equal(oomKills(g) - oomBefore, 0, `trial ${i + 1}: the kernel's OOM killer did not act`);
+      if (!t.equal(oomKills(g) - oomBefore, 0, `trial ${i + 1}: the kernel's OOM killer did not act`))
+        t.comment(
+          `the killer (exit ${run.child.exitCode}/${run.child.signalCode}) said: ${run.out.all.slice(from).join('\n')}`,
+        );
       t.equal(signal, 'SIGKILL', `trial ${i + 1}: the hog died of SIGKILL`);
       t.ok(k, `trial ${i + 1}: killed by the killer (${k ? `${(k.pss / MiB).toFixed(0)} MiB` : 'no kill event'})`);
       // Wait for the episode to end before the next hog, as a real workload would restart after a kill.
