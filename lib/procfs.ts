@@ -49,30 +49,64 @@ export function goneError(pid: number, file: string): SystemError {
 
 /**
  * Reads /proc/<pid>/<file> of the process `p` names, or throws: ESRCH once the process has exited (whatever the
- * read returned) or had begun exiting when the read ended (unless `allowExiting`), else the read's own error.
+ * read returned), else the read's own error. "Exited" is decided from the pidfd alone. When the thread-group leader
+ * has begun exiting (PF_EXITING) but the pidfd says the process lives (the leader called pthread_exit while other
+ * threads run), the file is read through a live thread, /proc/<pid>/task/<tid>/<file>: the memory map, the
+ * signal handlers and the identity are shared by the whole thread group. `allowExiting` keeps the leader's own read.
  */
 export function readChecked(p: ProcessHandle, file: string, options?: CheckOptions): string {
   void p.fd; // throws if closed
-  let text: string;
+  let text: string | undefined;
+  let failure: unknown;
   try {
     text = readFileSync(`/proc/${p.pid}/${file}`, 'latin1');
   } catch (err) {
-    if (p.exited) throw goneError(p.pid, file);
-    const code = (err as NodeJS.ErrnoException).code;
-    // ENOENT/ESRCH while the pidfd says alive: a thread pidfd, or /proc mounted from another pid namespace.
-    if (code === 'ENOENT' || code === 'ESRCH') throw goneError(p.pid, file);
-    throw err;
+    failure = err;
   }
-  if (p.exited || (options?.allowExiting !== true && exiting(p.pid))) throw goneError(p.pid, file);
-  return text;
+  if (p.exited) throw goneError(p.pid, file);
+  if (failure !== undefined) {
+    const code = (failure as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ESRCH') throw failure;
+    // ENOENT/ESRCH while the pidfd says alive: an exiting leader (its mm is gone), a thread pidfd, or /proc
+    // mounted from another pid namespace.
+    if (options?.allowExiting === true || !exiting(p.pid)) throw goneError(p.pid, file);
+  } else if (options?.allowExiting === true || !exiting(p.pid)) {
+    return text as string;
+  }
+  return readThroughThread(p, file);
+}
+
+// The leader is exiting: the first other thread that was not exiting after its read answers for the process (a
+// thread past exit_mm() reads an empty map, so a read it made while exiting does not count).
+function readThroughThread(p: ProcessHandle, file: string): string {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${p.pid}/task`);
+  } catch {
+    throw goneError(p.pid, file);
+  }
+  for (const tid of tids) {
+    if (Number(tid) === p.pid) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${p.pid}/task/${tid}/${file}`, 'latin1');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ESRCH') continue; // that thread is gone
+      throw err;
+    }
+    if (p.exited) break;
+    if (!exiting(p.pid, tid)) return text;
+  }
+  throw goneError(p.pid, file); // every thread is exiting: the pidfd will say so soon
 }
 
 // PF_EXITING (include/linux/sched.h) is set at the start of do_exit(), before exit_mm() drops the memory map and
 // long before the pidfd reports the exit: in between, maps and smaps_rollup read back empty or cut short.
 const PF_EXITING = 0x4;
 
-function exiting(pid: number): boolean {
-  const stat = statUnchecked(pid);
+function exiting(pid: number, tid?: string): boolean {
+  const stat = statUnchecked(pid, tid === undefined ? 'stat' : `task/${tid}/stat`);
   return stat === undefined || (stat.flags & PF_EXITING) !== 0;
 }
 
@@ -105,9 +139,10 @@ export function parseStat(text: string): ProcStat {
   };
 }
 
-/** /proc/<pid>/stat parsed, unchecked (see `readUnchecked`). */
-export function statUnchecked(pid: number): ProcStat | undefined {
-  const text = readUnchecked(pid, 'stat');
+/** /proc/<pid>/stat (or another stat file below it, e.g. `task/<tid>/stat`) parsed, unchecked (see
+ *  `readUnchecked`). */
+export function statUnchecked(pid: number, file = 'stat'): ProcStat | undefined {
+  const text = readUnchecked(pid, file);
   return text === undefined ? undefined : parseStat(text);
 }
 
