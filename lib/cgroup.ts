@@ -43,6 +43,19 @@ export function cgroupPath(dir: string, name: string): { dir: string; path: stri
   throw invalidValue(name, dir, 'is not a directory of a mounted cgroup v2 hierarchy');
 }
 
+/** The directory of a cgroup v2 path (as /proc/<pid>/cgroup shows it) in a mounted cgroup2 hierarchy, from
+ *  /proc/self/mountinfo (`mountinfo` if the caller already read it), or undefined where none holds it. */
+export function cgroupV2Dir(path: string, mountinfo = readSelf('mountinfo')): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (right === undefined || !right.startsWith('cgroup2 ')) continue;
+    const [, , , root, mount] = left.split(' ');
+    if (root === '/') return path === '/' ? mount : `${mount}${path}`;
+    if (path === root || path.startsWith(`${root}/`)) return `${mount}${path.slice(root.length)}`;
+  }
+  return undefined;
+}
+
 /** Writes cgroup.kill (Linux 5.14); false where the file does not exist. */
 export function killCgroup(dir: string): boolean {
   const file = join(dir, 'cgroup.kill');

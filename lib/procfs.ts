@@ -226,12 +226,20 @@ export function listPids(): number[] {
   return out;
 }
 
-/** A hint: every process's pid grouped by its parent's, from one scan of every /proc/<pid>/stat. */
-export function childrenByScan(): Map<number, number[]> {
-  const byParent = new Map<number, number[]>();
+/** A hint: every process's stat, from one scan of every /proc/<pid>/stat. */
+export function statsByScan(): Map<number, ProcStat> {
+  const out = new Map<number, ProcStat>();
   for (const pid of listPids()) {
-    const ppid = statUnchecked(pid)?.ppid;
-    if (ppid === undefined) continue;
+    const st = statUnchecked(pid);
+    if (st !== undefined) out.set(pid, st);
+  }
+  return out;
+}
+
+/** A hint: every process's pid grouped by its parent's, from one scan of every /proc/<pid>/stat. */
+export function childrenByScan(stats = statsByScan()): Map<number, number[]> {
+  const byParent = new Map<number, number[]>();
+  for (const [pid, { ppid }] of stats) {
     const list = byParent.get(ppid);
     if (list) list.push(pid);
     else byParent.set(ppid, [pid]);
