@@ -16,8 +16,8 @@ import {
   ProcStat,
   readChecked,
   readSelf,
-  readUnchecked,
   statsByScan,
+  statUnchecked,
 } from '../procfs';
 import { readHeadroom } from './budget';
 import { CandidateMatcher, CandidateSource, LowMemoryKillerOptions, toBytes } from './options';
@@ -45,7 +45,7 @@ export interface Candidate {
   pageTables: number;
   /** Bytes held by what the kill mode takes along besides this process, each process counted as RSS + swap + page
    *  tables: its descendants (`tree`), the rest of its process group (`group`), the rest of its cgroup v2 group
-   *  (`cgroup`); 0 for `process`. */
+   *  (`cgroup`); 0 for `process`. The killer itself, its ancestors and pid 1 are never counted. */
   alongside: number;
   /** What the kill takes, as the kernel's OOM killer counts memory: rss + swap + pageTables + alongside. This is
    *  what `minVictim` is compared with. */
@@ -248,13 +248,25 @@ function statusName(status: string): string {
   return m === null ? '' : m[1].replace(/\\(.)/g, (_, ch: string) => UNESCAPE[ch] ?? ch);
 }
 
-// RSS + swap + page tables of a process that is not itself ranked (a descendant, a group or cgroup member): a hint
-// read without a pidfd, since it only weighs the order; what the kill takes is decided by the kill step.
-function footprintUnchecked(pid: number): number {
-  const text = readUnchecked(pid, 'status');
-  if (text === undefined) return 0;
-  const s = parseKb(text);
-  return (s.get('VmRSS') ?? 0) + (s.get('VmSwap') ?? 0) + (s.get('VmPTE') ?? 0);
+// RSS + swap + page tables of a process that is not itself ranked (a descendant, a group or cgroup member), read
+// through a pidfd of its own (so a leader-exited member counts too); 0 once it has exited.
+function footprintOf(pid: number): number {
+  let p: PidFd;
+  try {
+    p = PidFd.open(pid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return 0;
+    throw err;
+  }
+  try {
+    const s = parseKb(readChecked(p, 'status'));
+    return (s.get('VmRSS') ?? 0) + (s.get('VmSwap') ?? 0) + (s.get('VmPTE') ?? 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return 0;
+    throw err;
+  } finally {
+    p.close();
+  }
 }
 
 // What the kill mode takes along besides the candidate, in bytes. `scan` is one /proc scan shared by the ranking.
@@ -263,6 +275,7 @@ function alongside(
   mode: LowMemoryKillerOptions['killMode'],
   scan: () => Map<number, ProcStat>,
   mountinfo: () => string,
+  spared: () => Set<number>,
 ): number {
   let pids: Iterable<number> = [];
   if (mode === 'tree') {
@@ -290,8 +303,15 @@ function alongside(
     }
   }
   let sum = 0;
-  for (const pid of pids) sum += footprintUnchecked(pid);
+  for (const pid of pids) if (!spared().has(pid)) sum += footprintOf(pid);
   return sum;
+}
+
+// No kill ever takes this process, its ancestors or pid 1, so they never count as taken along.
+function selfAndAncestors(): Set<number> {
+  const out = new Set([1]);
+  for (let pid = process.pid; pid > 1 && !out.has(pid); pid = statUnchecked(pid)?.ppid ?? 1) out.add(pid);
+  return out;
 }
 
 /**
@@ -319,6 +339,8 @@ export function rankCandidates(
   const scan = (): Map<number, ProcStat> => (stats ??= statsByScan());
   let mounts: string | undefined;
   const mountinfo = (): string => (mounts ??= readSelf('mountinfo'));
+  let never: Set<number> | undefined;
+  const spared = (): Set<number> => (never ??= selfAndAncestors());
   for (const pidfd of handles) {
     try {
       const status = readChecked(pidfd, 'status');
@@ -339,7 +361,7 @@ export function rankCandidates(
         tier: 'normal',
         protected: false,
       };
-      c.alongside = alongside(c, killMode, scan, mountinfo);
+      c.alongside = alongside(c, killMode, scan, mountinfo, spared);
       c.size = memory.rss + memory.swap + pageTables + c.alongside;
       c.badness = c.size + oomScoreAdj * perAdj;
       let texts: Texts | undefined;
