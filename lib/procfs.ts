@@ -2,7 +2,7 @@
 // that process has not exited, so a read about another process counts only if its pidfd has not exited after the
 // read (`readChecked`). Reads that skip the check say so in their name (`readUnchecked`, `statUnchecked`), and
 // listings (`listPids`, `listChildren`, `childrenByScan`) are hints: each pid they give must be opened and checked.
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { E, outOfResource, systemError, SystemError } from './errors';
 import type { PidFd } from './pidfd';
 
@@ -47,6 +47,33 @@ export function goneError(pid: number, file: string): SystemError {
   });
 }
 
+// One reusable buffer: readFileSync's fstat and growing buffers double the cost of a small /proc read (status:
+// 29 µs against 14 µs here), and the killer reads two files per candidate on each decision.
+const chunk = Buffer.allocUnsafe(16384);
+
+/** The whole of a /proc file as latin1 text; throws the open's or the read's error. */
+function readProc(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    let parts: Buffer[] | undefined;
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, chunk, n, chunk.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n === chunk.length) {
+        (parts ??= []).push(Buffer.from(chunk));
+        n = 0;
+      }
+    }
+    if (parts === undefined) return chunk.toString('latin1', 0, n);
+    parts.push(chunk.subarray(0, n));
+    return Buffer.concat(parts).toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Reads /proc/<pid>/<file> of the process `p` names, or throws: ESRCH once the process has exited (whatever the
  * read returned), else the read's own error. "Exited" is decided from the pidfd alone. When the thread-group leader
@@ -59,7 +86,7 @@ export function readChecked(p: ProcessHandle, file: string, options?: CheckOptio
   let text: string | undefined;
   let failure: unknown;
   try {
-    text = readFileSync(`/proc/${p.pid}/${file}`, 'latin1');
+    text = readProc(`/proc/${p.pid}/${file}`);
   } catch (err) {
     failure = err;
   }
@@ -89,7 +116,7 @@ function readThroughThread(p: ProcessHandle, file: string): string {
     if (Number(tid) === p.pid) continue;
     let text: string;
     try {
-      text = readFileSync(`/proc/${p.pid}/task/${tid}/${file}`, 'latin1');
+      text = readProc(`/proc/${p.pid}/task/${tid}/${file}`);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ESRCH') continue; // that thread is gone
@@ -114,7 +141,7 @@ function exiting(pid: number, tid?: string): boolean {
  *  by now, so the caller checks the process's pidfd after the read before trusting it. */
 export function readUnchecked(pid: number, file: string): string | undefined {
   try {
-    return readFileSync(`/proc/${pid}/${file}`, 'latin1');
+    return readProc(`/proc/${pid}/${file}`);
   } catch {
     return undefined; // ENOENT/ESRCH: the process (or thread) is gone
   }
@@ -122,7 +149,7 @@ export function readUnchecked(pid: number, file: string): string | undefined {
 
 /** /proc/self/<file> of this process (no check needed: we are alive); throws the read's error. */
 export function readSelf(file: string): string {
-  return readFileSync(`/proc/self/${file}`, 'latin1');
+  return readProc(`/proc/self/${file}`);
 }
 
 /** Parses /proc/<pid>/stat; the command name may hold spaces and parentheses, so fields start after the last ')'. */
@@ -177,7 +204,7 @@ export function parsePids(text: string): number[] {
 
 /** /proc/meminfo's kB fields, in bytes. */
 export function readMeminfo(): Map<string, number> {
-  return parseKb(readFileSync('/proc/meminfo', 'latin1'));
+  return parseKb(readProc('/proc/meminfo'));
 }
 
 /** This boot's random id (/proc/sys/kernel/random/boot_id). */

@@ -105,8 +105,15 @@ export class CandidateList {
     } else {
       const parent = src.childrenOf;
       for (const pid of childPids(parent)) {
+        const before = this.#listed.get(pid)?.pidfd;
         const p = this.#open(pid);
         if (p === undefined) continue;
+        // Verified as a child by an earlier listing and alive after this one: the pid named it all along, and a
+        // child stays a child while its parent lives. Only a new PidFd needs its parent read.
+        if (p === before) {
+          admit(p);
+          continue;
+        }
         try {
           if (parseStat(readChecked(p, 'stat', { allowExiting: true })).ppid === parent) admit(p);
         } catch (err) {
@@ -343,8 +350,11 @@ export function rankCandidates(
   const spared = (): Set<number> => (never ??= selfAndAncestors());
   for (const pidfd of handles) {
     try {
-      const status = readChecked(pidfd, 'status');
-      const oomScoreAdj = Number(readChecked(pidfd, 'oom_score_adj').trim());
+      // status needs no PF_EXITING check while it shows VmRSS: its counters are the mm's until exit_mm() drops it,
+      // and then the lines are gone (a leader that exited while its threads run: read through a thread).
+      let status = readChecked(pidfd, 'status', { allowExiting: true });
+      if (!/^VmRSS:/m.test(status)) status = readChecked(pidfd, 'status');
+      const oomScoreAdj = Number(readChecked(pidfd, 'oom_score_adj', { allowExiting: true }).trim());
       const fields = parseKb(status);
       const memory = memoryFromStatus(fields) ?? readMemory(pidfd, 'statm');
       const pageTables = fields.get('VmPTE') ?? 0;
