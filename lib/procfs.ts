@@ -84,15 +84,15 @@ function readProc(path: string): string {
 export function readChecked(p: ProcessHandle, file: string, options?: CheckOptions): string {
   void p.fd; // throws if closed
   let text: string | undefined;
-  let failure: unknown;
+  let failure: NodeJS.ErrnoException | undefined;
   try {
     text = readProc(`/proc/${p.pid}/${file}`);
   } catch (err) {
-    failure = err;
+    failure = err as NodeJS.ErrnoException;
   }
   if (p.exited) throw goneError(p.pid, file);
   if (failure !== undefined) {
-    const code = (failure as NodeJS.ErrnoException).code;
+    const code = failure.code;
     if (code !== 'ENOENT' && code !== 'ESRCH') throw failure;
     // ENOENT/ESRCH while the pidfd says alive: an exiting leader (its mm is gone), a thread pidfd, or /proc
     // mounted from another pid namespace.

@@ -165,7 +165,8 @@ function main(): void {
     // w3: 10 MiB + 500 × 512 MiB / 1000 = 266 MiB before w1's 100 MiB
     // s1 and s2 are alike (a sleep each) but for their adj, when it could be set
     t.same(order(base).slice(0, 3), [w3.pid, w1.pid, w2.pid], 'by badness');
-    if (!minAdj) t.skip('oom_score_adj -1000 needs CAP_SYS_RESOURCE, absent here: its protection is not tried');
+    if (!minAdj)
+      t.skip('oom_score_adj -1000 needs CAP_SYS_RESOURCE, absent here: its protection is not tried', () => {});
     else {
       t.same(order(base).slice(3), [s1.pid, s2.pid], 'adj -1000 last');
       t.same(
@@ -210,7 +211,7 @@ function main(): void {
       [w2.pid, w1.pid, ...sleeps, w3.pid],
       'prefer and avoid by pid',
     );
-    if (g2 === undefined) t.skip('no cgroup v2 hierarchy: a RegExp on the cgroup path is not tried');
+    if (g2 === undefined) t.skip('no cgroup v2 hierarchy: a RegExp on the cgroup path is not tried', () => {});
     else {
       const name = g2.slice(g2.lastIndexOf('/') + 1);
       t.same(
@@ -272,7 +273,7 @@ function main(): void {
 
     const g2 = makeV2Group('rank-along2');
     if (g2 === undefined) {
-      t.skip('no cgroup v2 hierarchy: cgroup mode not tried');
+      t.skip('no cgroup v2 hierarchy: cgroup mode not tried', () => {});
       return;
     }
     const s = sleeper();
