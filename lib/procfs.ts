@@ -311,7 +311,15 @@ export function readProcess(pidfd: PidFd): ProcessView | undefined {
   const cmdline = readUnchecked(pid, 'cmdline');
   const comm = readUnchecked(pid, 'comm');
   const cgroup = readUnchecked(pid, 'cgroup');
-  const status = readUnchecked(pid, 'status');
+  let status = readUnchecked(pid, 'status');
+  // A leader that exited while its threads run has no memory lines of its own: a live thread's status has them.
+  if (status !== undefined && !/^VmRSS:/m.test(status) && exiting(pid)) {
+    try {
+      status = readThroughThread(pidfd, 'status');
+    } catch {
+      /* every thread is exiting: keep the leader's */
+    }
+  }
   if (pidfd.exited) return undefined; // after the reads: if it has not exited, they were of this process
   return {
     comm: comm?.trim(),

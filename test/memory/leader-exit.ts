@@ -1,9 +1,9 @@
-// A process whose thread-group leader has exited while another thread runs is alive: pidfd.memory() and
-// pidfd.maps() read it through that live thread and show the memory it holds; once the whole process has exited
-// (its last thread returned, or SIGKILL), both throw ESRCH.
+// A process whose thread-group leader has exited while another thread runs is alive: pidfd.memory(), pidfd.maps()
+// and readProcess() read it through that live thread and show the memory it holds; once the whole process has
+// exited (its last thread returned, or SIGKILL), memory() and maps() throw ESRCH.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { PidFd } from '../../lib/index';
+import { PidFd, readProcess } from '../../lib/index';
 import { leaderExited } from '../helpers/leader-exit';
 import { ended } from '../helpers/lines';
 
@@ -44,6 +44,9 @@ t.test('memory() and maps() of a live process whose leader has exited', async (t
     maps.some((x) => x.path.endsWith('/leader-exit')),
     'and the executable',
   );
+  const v = readProcess(p);
+  t.ok((v?.status?.get('VmRSS') ?? 0) >= HELD * MiB, "readProcess(): a live thread's status, with the memory");
+  t.equal(v?.stat?.state, 'Z', "and the leader's own stat");
 });
 
 t.test('ESRCH once the last thread has exited, or after SIGKILL', async (t) => {
