@@ -71,6 +71,8 @@ for (let r = 0; r < ROUNDS; r++) {
   samples['decision → SIGKILL (50 candidates)'].push(Number(now() - t0));
   if (ranked[0].pid !== victim.pid) throw new Error('the victim was not ranked first');
   victimFd.close();
+  // Reaped before the next round (the rows above never yield to the event loop), so no zombie is listed.
+  await new Promise((resolve) => victim.once('exit', resolve));
   newVictim();
 }
 
