@@ -106,6 +106,9 @@ export function readChecked(p: ProcessHandle, file: string, options?: CheckOptio
 // The leader is exiting: the first other thread that was not exiting after its read answers for the process (a
 // thread past exit_mm() reads an empty map, so a read it made while exiting does not count).
 function readThroughThread(p: ProcessHandle, file: string): string {
+  // Only for a thread-group leader: a thread pidfd's own thread exiting means that thread is going.
+  const tgid = /^Tgid:\s+(\d+)$/m.exec(readUnchecked(p.pid, 'status') ?? '')?.[1];
+  if (tgid !== String(p.pid)) throw goneError(p.pid, file);
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${p.pid}/task`);
