@@ -343,6 +343,9 @@ function main(): void {
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000).unref()),
       ]);
       t.equal(k?.pid, hog.pid, 'the hog died');
+      t.comment(
+        `kill: ${k?.reason}; ${((k?.rss ?? 0) / MiB).toFixed(0)} MiB RSS, back in ${k?.memoryMs.toFixed(0)} ms`,
+      );
       t.same(await end, [null, 'SIGKILL']);
       await lmk.stop();
       t.equal(log.filter((x) => x.type === 'kill').length, 1, 'one kill');
