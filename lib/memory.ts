@@ -142,8 +142,9 @@ function fromRollup(rollup: string, status: string): MemoryInfo {
   };
 }
 
-function fromStatus(status: string): MemoryInfo | undefined {
-  const s = parseKb(status);
+/** @internal MemoryInfo from the parsed kB fields of /proc/<pid>/status (`source: 'status'`); undefined without
+ *  VmRSS/RssAnon (before Linux 4.5, or a kernel thread). */
+export function memoryFromStatus(s: Map<string, number>): MemoryInfo | undefined {
   const rss = s.get('VmRSS');
   const anon = s.get('RssAnon');
   if (rss === undefined || anon === undefined) return undefined; // before Linux 4.5, or a kernel thread
@@ -183,7 +184,7 @@ export function readMemory(p: ProcessHandle, source: MemoryInfo['source'] = 'sma
     }
   }
   if (source !== 'statm') {
-    const m = fromStatus(readChecked(p, 'status'));
+    const m = memoryFromStatus(parseKb(readChecked(p, 'status')));
     if (m !== undefined) return m;
   }
   return fromStatm(readChecked(p, 'statm'));

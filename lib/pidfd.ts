@@ -497,6 +497,7 @@ export class PidFd {
   /**
    * The process's memory in bytes, from /proc/<pid>/smaps_rollup (falling back to status, then statm), read
    * through this pidfd: throws `ESRCH` once the process has exited, never data of a process that inherited the pid.
+   * A process whose main thread has exited while other threads run is alive: it is read through a live thread.
    * See `MemoryInfo` for how each field is derived.
    *
    * @example
@@ -508,7 +509,8 @@ export class PidFd {
 
   /**
    * The process's mappings (/proc/<pid>/maps), read through this pidfd: throws `ESRCH` once the process has exited
-   * (a zombie's maps read back empty; that is never returned as "no mappings").
+   * (a zombie's maps read back empty; that is never returned as "no mappings"). A process whose main thread has
+   * exited while other threads run is read through a live thread.
    *
    * @example
    * const anon = p.maps().filter((m) => m.kind === 'anon');

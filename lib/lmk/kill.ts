@@ -294,7 +294,12 @@ function resolveScope(ctx: EpisodeContext, v: Candidate): Scope {
     } catch {
       /* exited: the caller sees it */
     }
-    return pgid > 1 ? { mode: 'group', modeReason: undefined, pgid } : processOnly('it has no process group');
+    if (pgid <= 1) return processOnly('it has no process group');
+    // A process group this process or an ancestor belongs to holds their siblings too (a shell job, a test
+    // runner's children): never kill it whole.
+    const ours = [process.pid, ...ancestors()].map((pid) => statUnchecked(pid)?.pgid);
+    if (ours.includes(pgid)) return processOnly(`its process group ${pgid} is the killer's own or an ancestor's`);
+    return { mode: 'group', modeReason: undefined, pgid };
   }
   if (requested === 'cgroup') {
     if (v2path !== undefined && v2dir !== undefined)

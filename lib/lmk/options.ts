@@ -61,9 +61,10 @@ export interface LowMemoryKillerOptions {
   interval?: number | { min?: number; max?: number };
 
   // Who: ranking. Default: the kernel's OOM badness weighed against this budget (see docs).
-  /** Sort order: negative when `a` should go before `b`. Replaces the default ranking entirely. */
+  /** Sort order: negative when `a` should go before `b`. Replaces the default badness order; the `prefer` /
+   *  `avoid` tiers and the `minVictim` split still come first (with none of them set, `rank` is the whole order). */
   rank?: (a: Candidate, b: Candidate) => number;
-  /** Never reclaimed, trimmed or killed. */
+  /** Never reclaimed, trimmed or killed. Candidates at oom_score_adj -1000 are protected too, unless in `prefer`. */
   protect?: CandidateMatcher | CandidateMatcher[];
   /** Killed before any candidate not listed here (then by rank among themselves). */
   prefer?: CandidateMatcher | CandidateMatcher[];

@@ -121,14 +121,15 @@ function main(): void {
     t.equal(lmk.episodes, 1);
     t.equal(log.filter((x) => x.type === 'recovered').length, 1, 'recovered once');
 
-    // Episode 2: the next in line is w4 (300), never w3 (protected, 1000)
+    // Episode 2: w1 now holds 324 MiB at adj 0, w4 40 MiB at adj 300 (+ 300 x 512 MiB / 1000 = 150 MiB): by the
+    // kernel's badness against this budget w1 is next, never w3 (protected, 1000)
     await w1.ask('a 60', 'anon');
     await lmk.check();
     const kills2 = log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
     t.equal(kills2.length, 2);
-    t.equal(kills2[1].pid, w4.pid);
+    t.equal(kills2[1].pid, w1.pid, 'the largest badness: w1');
     t.equal(kills2[1].episode, 2);
-    t.ok(alive(w1) && alive(w3), 'w1 (oom_score_adj 0) and w3 (protected) live');
+    t.ok(alive(w4) && alive(w3), 'w4 (smaller badness) and w3 (protected) live');
     t.same(
       log.filter((x) => x.type === 'error'),
       [],
