@@ -16,7 +16,6 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -115,7 +114,8 @@ int Read(State* st, Sampler* s, double* value) {
 void SetTimer(Sampler* s, double ms) {
   struct itimerspec it = {};
   if (ms > 0) {
-    long long ns = std::llround(ms * 1e6);
+    // No llround/fabs from libm: the prebuild links only libc and the C++ runtime.
+    long long ns = static_cast<long long>(ms * 1e6 + 0.5);
     if (ns < 1) ns = 1;
     it.it_value.tv_sec = static_cast<time_t>(ns / 1000000000LL);
     it.it_value.tv_nsec = static_cast<long>(ns % 1000000000LL);
@@ -124,7 +124,8 @@ void SetTimer(Sampler* s, double ms) {
 }
 
 double Period(const Params& p, double value) {
-  double ms = p.rate > 0 ? std::fabs(value - p.bound) / p.rate : p.maxMs;
+  double distance = value > p.bound ? value - p.bound : p.bound - value;
+  double ms = p.rate > 0 ? distance / p.rate : p.maxMs;
   return ms < p.minMs ? p.minMs : ms > p.maxMs ? p.maxMs : ms;
 }
 
