@@ -8,7 +8,7 @@
       "target_name": "pidfd",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["src/addon.cc", "src/calls.cc", "src/watcher.cc", "src/compat.cc", "src/pollfd.cc", "src/mlock.cc", "src/thread.cc"],
+          "sources": ["src/addon.cc", "src/calls.cc", "src/watcher.cc", "src/compat.cc", "src/pollfd.cc", "src/mlock.cc", "src/thread.cc", "src/sampler.cc"],
           # node-addon-api's headers as system headers: the warning flags below are for our code.
           "include_dirs": [],
           "defines": [

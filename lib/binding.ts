@@ -63,6 +63,24 @@ export interface Native {
   pollStart(fd: number, events: number, onEvent: (status: number, events: number) => void, thread: boolean): number;
   pollStop(id: number): number;
   pollRef(id: number, ref: boolean): number;
+  /** A threshold sampler on the helper thread (src/sampler.cc): opens `path`, reads it once (-ENODATA: no number
+   *  after `key`), then samples it at once and every clamp(|value - bound| / rate, minMs, maxMs) ms, and calls
+   *  `onEvent(0, value)` once when value > bound (`above`) or < bound, or `onEvent(-errno, 0)` on a read error;
+   *  either disarms it. Units are the file's. → id > 0 | -errno (-ENOTSUP: no threadsafe functions here). */
+  samplerStart?(
+    path: string,
+    key: string,
+    above: boolean,
+    bound: number,
+    minMs: number,
+    maxMs: number,
+    rate: number,
+    onEvent: (status: number, value: number) => void,
+  ): number;
+  /** Re-arms with these parameters and samples at once → 0 | -EBADF. */
+  samplerUpdate?(id: number, bound: number, minMs: number, maxMs: number, rate: number): number;
+  samplerStop?(id: number): number;
+  samplerRef?(id: number, ref: boolean): number;
   /** mlock2 on each [address, length] pair → ranges locked | -errno of the first failure. */
   mlock(ranges: BigUint64Array, flags: number): number;
 }
@@ -148,6 +166,10 @@ function load(): { native: Native; supported: boolean } {
       'pollStop',
       'pollRef',
       'mlock',
+      'samplerStart',
+      'samplerUpdate',
+      'samplerStop',
+      'samplerRef',
     ]) {
       stub[name] = unsupportedPlatform;
     }

@@ -30,20 +30,30 @@ bool JsCallback::Init(napi_env env, napi_value f, const char* name) {
   return true;
 }
 
-bool JsCallback::Call(napi_env env, size_t argc, const int32_t* args) {
+namespace {
+napi_status ToJs(napi_env env, int32_t v, napi_value* out) { return napi_create_int32(env, v, out); }
+napi_status ToJs(napi_env env, double v, napi_value* out) { return napi_create_double(env, v, out); }
+
+template <typename T>
+bool CallWith(JsCallback& cb, napi_env env, size_t argc, const T* args) {
   napi_handle_scope scope;
-  if (fn == nullptr || napi_open_handle_scope(env, &scope) != napi_ok) return false;
+  if (cb.fn == nullptr || napi_open_handle_scope(env, &scope) != napi_ok) return false;
   napi_value f, recv, argv[2], result;
-  bool ok = argc <= 2 && napi_get_reference_value(env, fn, &f) == napi_ok && f != nullptr &&
+  bool ok = argc <= 2 && napi_get_reference_value(env, cb.fn, &f) == napi_ok && f != nullptr &&
             napi_get_global(env, &recv) == napi_ok;
-  for (size_t i = 0; ok && i < argc; i++) ok = napi_create_int32(env, args[i], &argv[i]) == napi_ok;
-  if (ok && napi_make_callback(env, context, recv, f, argc, argv, &result) == napi_pending_exception) {
+  for (size_t i = 0; ok && i < argc; i++) ok = ToJs(env, args[i], &argv[i]) == napi_ok;
+  // The callback may destroy cb (it may stop what it belongs to): cb is not used after the call.
+  if (ok && napi_make_callback(env, cb.context, recv, f, argc, argv, &result) == napi_pending_exception) {
     napi_value err;
     if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
   }
   napi_close_handle_scope(env, scope);
   return ok;
 }
+}  // namespace
+
+bool JsCallback::Call(napi_env env, size_t argc, const int32_t* args) { return CallWith(*this, env, argc, args); }
+bool JsCallback::Call(napi_env env, size_t argc, const double* args) { return CallWith(*this, env, argc, args); }
 
 void JsCallback::Destroy(napi_env env, bool destroyContext) {
   if (fn) napi_delete_reference(env, fn);
@@ -63,6 +73,7 @@ void Cleanup(void* arg) {
   StopHelper(st);
   CloseThreadWatcher(st);
   CloseThreadPollers(st);
+  CloseThreadSamplers(st);
   for (int fd : st->owned) close(fd);
   st->owned.clear();
 }
@@ -154,6 +165,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWatcher(env, exports);
   InitPoll(env, exports);
   InitMlock(env, exports);
+  InitSampler(env, exports);
   return exports;
 }
 

@@ -1,6 +1,8 @@
 // The helper thread: where the runtime is not Node, libuv is not there to poll (Bun 1.4's uv_* functions abort
 // the process; Deno 2.9's uv polls fire once, ignore UV_PRIORITIZED and close synchronously), so one thread per
-// environment blocks in epoll_wait and hands each wake-up to the JS thread through a threadsafe function.
+// environment blocks in epoll_wait and hands each wake-up to the JS thread through a threadsafe function. Threshold
+// samplers (sampler.cc) run here on every runtime, Node included: their timerfds are in the same set, and the
+// thread itself takes each sample, calling JS only for a crossing.
 //
 // Its epoll set holds the watcher's private set (nested, as the libuv poll holds it on Node), each PSI trigger fd
 // directly (a trigger inside a set that is itself polled loses its events; one level is fine), and an eventfd that
@@ -71,15 +73,21 @@ void* Run(void* arg) {
       if (errno == EINTR) continue;
       return nullptr;
     }
-    bool stop = false;
-    {
-      std::lock_guard<std::mutex> lock(h->mu);
-      for (int i = 0; i < n; i++) {
-        if (ev[i].data.u64 == kStopKey) stop = true;
-        else h->fired.emplace_back(uint64_t{ev[i].data.u64}, uint32_t{ev[i].events});
+    bool stop = false, wake = false;
+    for (int i = 0; i < n; i++) {
+      uint64_t key = ev[i].data.u64;
+      if (key == kStopKey) {
+        stop = true;
+        continue;
       }
+      // A sampler samples here, on this thread, and wakes JS only when its number crossed the bound.
+      if ((key & kSamplerKeyBit) != 0 && !SamplerTick(h->st, key)) continue;
+      std::lock_guard<std::mutex> lock(h->mu);
+      h->fired.emplace_back(key, uint32_t{ev[i].events});
+      wake = true;
     }
     if (stop) return nullptr;
+    if (!wake) continue;
     // napi_closing: the environment is going away; its cleanup hook joins us.
     if (napi_call_threadsafe_function(h->tsfn, nullptr, napi_tsfn_nonblocking) != napi_ok) return nullptr;
   }
@@ -97,6 +105,7 @@ void OnWake(napi_env env, napi_value, void* context, void*) {
   for (auto& [key, events] : fired) {
     if (h->closed) return;
     if (key == kWatcherKey) WatcherFired(h->st);
+    else if ((key & kSamplerKeyBit) != 0) SamplerFired(h->st, key);
     else PollerFired(h->st, key, events);
   }
 }
@@ -160,11 +169,11 @@ int Start(napi_env env, State* st) {
 
 }  // namespace
 
-int HelperAdd(napi_env env, State* st, int fd, uint32_t events, uint64_t key) {
+int HelperAdd(napi_env env, State* st, int fd, uint32_t events, uint64_t key, bool oneshot) {
   int r = Start(env, st);
   if (r < 0) return r;
   struct epoll_event ev = {};
-  ev.events = events | EPOLLONESHOT;
+  ev.events = oneshot ? events | EPOLLONESHOT : events;
   ev.data.u64 = key;
   return epoll_ctl(st->helper->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }

@@ -349,6 +349,46 @@ async function refCheck(mode) {
   if (!ref) console.log('main done');
 }
 
+test('a threshold sampler: a crossing in a file fires once, update re-arms, close stops', async (t) => {
+  const { ThresholdSampler } = require(join(here, '..', '..', 'dist', 'sampler.js'));
+  const { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-core-sampler-'));
+  const path = join(dir, 'n');
+  writeFileSync(path, '100\n');
+  const fd = openSync(path, 'r+');
+  const s = new ThresholdSampler({ path, op: 'below', bound: 50, minMs: 10, maxMs: 10 });
+  const seen = [];
+  let next;
+  s.on('cross', (v) => {
+    seen.push(v);
+    next?.(v);
+  });
+  const crossing = () => within(10_000, new Promise((r) => (next = r)), 'the sampler');
+  try {
+    s.start();
+    await sleep(100);
+    t.equal(seen.length, 0, 'no crossing, no call');
+    let c = crossing();
+    writeSync(fd, '020', 0);
+    t.equal(await c, 20, 'the crossing is reported with its value');
+    await sleep(100);
+    t.equal(seen.length, 1, 'once');
+    c = crossing();
+    s.update({ bound: 30 });
+    t.equal(await c, 20, 're-armed with a bound that holds: fires at once');
+    s.close();
+    writeSync(fd, '001', 0);
+    s.close();
+    await sleep(100);
+    t.equal(seen.length, 2, 'closed: no call');
+  } finally {
+    s.close();
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 let Worker;
 try {
   ({ Worker } = await import('node:worker_threads'));
