@@ -6,6 +6,7 @@
 //     --quick: 1 trial per workload and killer, 5 s of idle (default: 5 trials, 30 s). Needs root.
 //     --killers earlyoom,nohang,pidfd,pidfd-fast and --workloads fast,slow,victim,leader,budget: a subset;
 //     --idle S: seconds of idle measurement (0: none); --real-meminfo: see below.
+//   node bench/peers.mjs --render   re-renders the section from bench/results-peers.json (the last --write)
 //
 // Each trial is one workload under one killer, in a fresh cgroup v1 memory group with a hard cap (the kernel's
 // memcg OOM killer is the backstop; its kills are counted). Each killer runs with the workload inside one private
@@ -400,7 +401,7 @@ async function trial(name, killer, seq) {
       victimKilled: victim.tDead !== undefined && victim.tDead <= tEnd,
       // The memcg OOM killer picks the largest badness: the victim (the workers' adj 300 is worth less than its size).
       victimKilledBy: victim.tDead === undefined || victim.tDead > tEnd ? null : kernelOomKills > 0 ? 'kernel' : killer,
-      victimSignal: victim.signal ?? null,
+      victimSignal: victim.tDead !== undefined && victim.tDead <= tEnd ? victim.signal : null,
       wrongKills: dead.filter((h) => h.role !== 'victim').length,
       deaths: dead.map((h) => ({ role: h.role, ms: ms(h.tDead), signal: h.signal })),
       kernelOomKills,
@@ -413,7 +414,7 @@ async function trial(name, killer, seq) {
       killerExited,
       leftovers,
     };
-    if (!r.victimKilled || killerExited) r.killerLogTail = logTail;
+    if (r.victimKilledBy !== killer || killerExited) r.killerLogTail = logTail;
     return r;
   } finally {
     if (sampler?.child.exitCode === null) sampler.child.kill('SIGKILL');
@@ -585,7 +586,9 @@ export function peersSection(data) {
       `earlyoom ${v.earlyoom ?? 'absent'}, nohang ${v.nohang ?? 'absent'}. Every workload in its own memory cgroup ` +
       `(v1, hard cap as given); every killer should act when the group's usage reaches ${100 - data.margin * 100} % ` +
       'of its cap. Times from that crossing (1 ms sampling of the usage); "memory back": usage below ' +
-      `${LOW * 100} % of the cap. Medians, min-max in brackets; counts are totals over the trials.`,
+      `${LOW * 100} % of the cap. Medians, min-max in brackets; counts are totals over the trials. Times are of the ` +
+      "killer's own kills only: a trial where the kernel's OOM killer killed the victim at the cap counts in " +
+      '"by the kernel".',
   );
   for (const [p, why] of Object.entries(data.absent)) out.push('', `**${p} was not run: ${why}.**`);
   out.push(
@@ -609,15 +612,15 @@ export function peersSection(data) {
     for (const k of killers) {
       const ts = data.trials.filter((t) => t.workload === name && t.killer === k && !t.skipped);
       if (ts.length === 0) continue;
-      const dead = ts.filter((t) => t.victimKilled);
-      table[`${name}/${k}`] = { dead: median(dead.map((t) => t.crossToDeadMs)), n: ts.length, ts };
+      // Times of the killer's own kills: a kernel OOM kill at the cap says nothing about the killer's speed.
+      const dead = ts.filter((t) => t.victimKilled && t.victimKilledBy !== 'kernel');
+      const byKernel = ts.filter((t) => t.victimKilledBy === 'kernel').length;
+      table[`${name}/${k}`] = { dead: median(dead.map((t) => t.crossToDeadMs)), own: dead.length, byKernel, ts };
       out.push(
         `| ${first ? w.label : ''} | ${first ? `${w.cap / GiB} GiB` : ''} | ${LABELS[k]} | ${ts.length} | ` +
           `${cell(ts.map((t) => t.rateMiBps))} | ${cell(dead.map((t) => t.crossToDeadMs))} | ` +
-          `${cell(ts.map((t) => t.crossToMemoryBackMs))} | ${cell(ts.map((t) => t.lowestHeadroomBytes / MiB))} | ` +
-          `${cell(ts.map((t) => t.peakBytes / MiB))} | ` +
-          `${dead.filter((t) => t.victimKilledBy !== 'kernel').length} / ` +
-          `${dead.filter((t) => t.victimKilledBy === 'kernel').length} of ${ts.length} | ` +
+          `${cell(dead.map((t) => t.crossToMemoryBackMs))} | ${cell(ts.map((t) => t.lowestHeadroomBytes / MiB))} | ` +
+          `${cell(ts.map((t) => t.peakBytes / MiB))} | ${dead.length} / ${byKernel} of ${ts.length} | ` +
           `${sum(ts.map((t) => t.wrongKills))} | ${sum(ts.map((t) => t.kernelOomKills))} |`,
       );
       first = false;
@@ -643,11 +646,12 @@ export function peersSection(data) {
     const rows = killers.map((k) => [k, table[`${name}/${k}`]]).filter(([, r]) => r);
     if (rows.length === 0) continue;
     const parts = rows.map(([k, r]) => {
-      const oom = sum(r.ts.map((t) => t.kernelOomKills));
       const wrong = sum(r.ts.map((t) => t.wrongKills));
+      const n = r.ts.length;
+      const own = r.own === 0 ? `killed it in none of ${n}` : `${fmt(r.dead, 0)} ms (killed it in ${r.own} of ${n})`;
       return (
-        `${LABELS[k]} ${r.dead === null ? 'never killed it' : `${fmt(r.dead, 0)} ms`}` +
-        `${oom ? `, ${oom} kernel OOM kill(s)` : ''}${wrong ? `, ${wrong} wrong kill(s)` : ''}`
+        `${LABELS[k]} ${own}${r.byKernel ? `, the kernel's OOM killer at the cap in ${r.byKernel}` : ''}` +
+        `${wrong ? `, ${wrong} wrong kill(s)` : ''}`
       );
     });
     out.push(`- ${w.label}: ${parts.join('; ')}.`);
@@ -700,10 +704,18 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   let data;
-  try {
-    data = await main();
-  } finally {
-    await cleanup();
+  if (process.argv.includes('--render')) {
+    data = JSON.parse(readFileSync(join(BENCH, 'results-peers.json'), 'utf8'));
+  } else {
+    try {
+      data = await main();
+    } finally {
+      await cleanup();
+    }
+  }
+  if (process.argv.includes('--render')) {
+    spliceSections(['peers'], peersSection(data));
+    process.exit(0);
   }
   if (process.argv.includes('--write') && !data.quick) {
     spliceSections(['peers'], peersSection(data));
