@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in one run, a table on stdout, bench/RESULTS.md (the latest run, with date and
 // machine) and bench/results.json (everything, raw samples included).
 //
-//   node bench/run.mjs [--quick]       --quick: a few samples of each, to check that everything runs (~30 s)
+//   node bench/run.mjs [--quick]       --quick: a few samples of each, to check that everything runs (~5 min)
 //
 // Parts (each also runs alone, see the file):
 //   latency.mjs   SIGKILL → notification: C floor, waitExit, child_process 'exit', 10 ms kill(pid, 0) polling
