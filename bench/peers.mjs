@@ -527,7 +527,13 @@ async function main() {
     for (const name of workloads) {
       const order = round % 2 === 0 ? killers : [...killers].reverse();
       for (const killer of order) {
-        const r = await trial(name, killer, seq++);
+        // A trial that fails (a killer that does not start, say) is reported and the run goes on.
+        const r = await trial(name, killer, seq++).catch((err) => ({
+          workload: name,
+          killer,
+          skipped: `failed: ${err.message.split('\n')[0]}`,
+          error: err.message,
+        }));
         results.push(r);
         log(
           `  ${name} / ${killer}: ` +
@@ -541,7 +547,13 @@ async function main() {
     }
   }
   log(`  idle: every killer for ${idleSeconds} s, nothing allocating ...`);
-  const idleRows = idleSeconds > 0 ? await idle(killers, idleSeconds) : [];
+  const idleRows =
+    idleSeconds > 0
+      ? await idle(killers, idleSeconds).catch((err) => {
+          log(`  idle: failed (${err.message})`);
+          return [];
+        })
+      : [];
   for (const r of idleRows) log(`  idle ${r.killer}: ${fmt(r.cpuMs, 0)} ms CPU, RSS ${fmt(r.rss / MiB)} MiB`);
   return {
     date: started.toISOString(),
@@ -626,22 +638,27 @@ export function peersSection(data) {
       first = false;
     }
   }
-  const secs = data.idle[0]?.seconds;
-  out.push(
-    '',
-    `### Idle cost: ${secs} s with the same thresholds, nothing allocating (all killers at once)`,
-    '',
-    '| killer | CPU ms (utime+stime) | run time ms (schedstat) | % of one core | RSS MiB | peak RSS MiB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
-    ...data.idle.map(
-      (r) =>
-        `| ${LABELS[r.killer]} | ${fmt(r.cpuMs, 0)} | ${fmt(r.runMs)} | ${fmt((100 * r.runMs) / r.wallMs, 2)} | ` +
-        `${fmt(r.rss / MiB)} | ${fmt(r.hwm / MiB)} |`,
-    ),
-    '',
-    '### Verdict',
-    '',
-  );
+  const missed = data.trials.filter((t) => t.skipped);
+  if (missed.length > 0) {
+    const why = [...new Set(missed.map((t) => t.skipped))].join('; ');
+    out.push('', `${missed.length} trial(s) did not run and are left out: ${why}.`);
+  }
+  out.push('');
+  if (data.idle.length === 0) out.push('### Idle cost', '', '(not measured in this run)');
+  else {
+    out.push(
+      `### Idle cost: ${data.idle[0].seconds} s with the same thresholds, nothing allocating (all killers at once)`,
+      '',
+      '| killer | CPU ms (utime+stime) | run time ms (schedstat) | % of one core | RSS MiB | peak RSS MiB |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      ...data.idle.map(
+        (r) =>
+          `| ${LABELS[r.killer]} | ${fmt(r.cpuMs, 0)} | ${fmt(r.runMs)} | ${fmt((100 * r.runMs) / r.wallMs, 2)} | ` +
+          `${fmt(r.rss / MiB)} | ${fmt(r.hwm / MiB)} |`,
+      ),
+    );
+  }
+  out.push('', '### Verdict', '');
   for (const [name, w] of Object.entries(data.workloads)) {
     const rows = killers.map((k) => [k, table[`${name}/${k}`]]).filter(([, r]) => r);
     if (rows.length === 0) continue;
@@ -717,7 +734,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     spliceSections(['peers'], peersSection(data));
     process.exit(0);
   }
-  if (process.argv.includes('--write') && !data.quick) {
+  if (process.argv.includes('--write') && !data.quick && !data.skipped) {
     spliceSections(['peers'], peersSection(data));
     writeFileSync(join(BENCH, 'results-peers.json'), `${JSON.stringify(data, null, 1)}\n`);
   }
