@@ -478,7 +478,10 @@ function preparePeers() {
   if (missing.length > 0 && process.getuid() === 0) {
     log(`peers: installing ${missing.join(' and ')} (apt-get install -y ${missing.join(' ')}) ...`);
     try {
-      execFileSync('apt-get', ['install', '-y', ...missing], { stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('apt-get', ['install', '-y', ...missing], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
     } catch (err) {
       log(`peers: apt-get failed (${err.message.split('\n')[0]})`);
     }
