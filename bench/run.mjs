@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in one run, a table on stdout, bench/RESULTS.md (the latest run, with date and
 // machine) and bench/results.json (everything, raw samples included).
 //
-//   node bench/run.mjs [--quick]       --quick: a few samples of each, to check that everything runs (~30 s)
+//   node bench/run.mjs [--quick]       --quick: a few samples of each, to check that everything runs (~5 min)
 //
 // Parts (each also runs alone, see the file):
 //   latency.mjs   SIGKILL → notification: C floor, waitExit, child_process 'exit', 10 ms kill(pid, 0) polling
@@ -12,8 +12,10 @@
 //   mrelease.mjs  SIGKILL → memory freed for 1, 4 and 8 GiB processes, with and without pidfd.release(), idle,
 //                 busy and starved (memory-report.mjs)
 //   lmk.mjs       the low-memory killer: pressure onset → kill decision, PSI trigger against polling
+//   peers.mjs     `pidfd lmk` against earlyoom and nohang on the same workloads and thresholds (needs root)
 //
 //   node bench/run.mjs --only memory    just the memory parts; replaces their sections of RESULTS.md in place
+//   node bench/run.mjs --only peers     just the low-memory killers side by side, likewise
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -22,6 +24,7 @@ import { BENCH, compile, fmt, loadPackage, ROOT, runScript, spliceSections } fro
 import { idleSection, measureIdle } from './idle.mjs';
 import { runToolkit, toolkitSection } from './toolkit-report.mjs';
 import { memorySections, runMemoryParts } from './memory-report.mjs';
+import { peersSection } from './peers.mjs';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 60 : 500;
@@ -40,11 +43,25 @@ compile('helper');
 const started = new Date();
 const log = (s) => process.stderr.write(`${s}\n`);
 
+const runPeers = () => runScript('peers.mjs', quick ? ['--quick'] : []);
+
 if (process.argv.includes('--only')) {
   const only = process.argv[process.argv.indexOf('--only') + 1];
-  if (only !== 'memory') {
-    console.error('--only takes: memory');
+  if (only !== 'memory' && only !== 'peers') {
+    console.error('--only takes: memory, peers');
     process.exit(2);
+  }
+  if (only === 'peers') {
+    log(`peers: pidfd lmk, earlyoom and nohang on the same workloads${quick ? ' (quick)' : ''} ...`);
+    const peers = await runPeers();
+    const section = peersSection(peers);
+    process.stdout.write(`${section.join('\n')}\n`);
+    if (!quick) spliceSections(['peers'], section);
+    writeFileSync(
+      join(BENCH, quick ? 'results-peers-quick.json' : 'results-peers.json'),
+      `${JSON.stringify(peers, null, 1)}\n`,
+    );
+    process.exit(0);
   }
   const mem = await runMemoryParts(quick, log);
   const section = memorySections(mem);
@@ -66,6 +83,9 @@ const idle = await measureIdle(IDLE_S, WATCHED);
 const memory = await runMemoryParts(quick, log);
 
 const toolkit = await runToolkit(quick, log);
+
+log(`peers: pidfd lmk, earlyoom and nohang on the same workloads${quick ? ' (quick)' : ''} ...`);
+const peers = await runPeers();
 
 // ---- report ----
 const S = latency.stats;
@@ -188,6 +208,8 @@ const lines = [
   '',
   ...memorySections(memory),
   '',
+  ...peersSection(peers),
+  '',
   '## Verdict',
   '',
   ...verdict,
@@ -222,6 +244,7 @@ const results = {
   idle,
   memory,
   toolkit,
+  peers,
 };
 writeFileSync(join(BENCH, quick ? 'results-quick.json' : 'results.json'), `${JSON.stringify(results, null, 1)}\n`);
 log(
