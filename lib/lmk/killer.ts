@@ -13,7 +13,8 @@ import { Candidate, CandidateList, rankCandidates } from './candidates';
 import type { LowMemoryKillerEvents, PressureStartEvent, RecoveredEvent } from './events';
 import { LockResult, lockMemory } from './lock';
 import { LowMemoryKillerOptions, toBytes, validateOptions } from './options';
-import { evaluateRules, nextDelay } from './rules';
+import { evaluateRules, intervalBounds, nextDelay } from './rules';
+import { HeadroomWatch } from './watch';
 import { EpisodeContext, killStep, Measurement, reclaimStep, trimStep } from './steps';
 
 /**
@@ -38,6 +39,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   #list: CandidateList;
   #timer: NodeJS.Timeout | undefined;
   #delay = 0; // the sampling delay chosen after the last measurement
+  #watch: HeadroomWatch | undefined; // the native sampler between measurements (adaptive sampling only)
   #last: { at: number; available: number } | undefined;
   #rate = 0; // bytes per ms the headroom fell between the last two samples
   #stall: [at: number, totalUs: number][] = []; // memory full-stall totals, for the critical level
@@ -65,6 +67,9 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     this.#list = new CandidateList(options.candidates);
     this.#ref = options.ref ?? true;
     this.#dryRun = options.dryRun ?? false;
+    if (typeof options.interval !== 'number' && options.minAvailable !== undefined) {
+      this.#watch = new HeadroomWatch(intervalBounds(options), this.#ref, () => this.#wake());
+    }
     this.#budget = new Budget(options.memory?.cgroup); // a bad memory.cgroup fails now, not at the first check
   }
 
@@ -76,6 +81,21 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   /** Why PSI runs in poll mode, if it does. */
   get psiFallbackReason(): string | undefined {
     return this.#psi?.fallbackReason;
+  }
+
+  /** How memory is sampled between the killer's own measurements: `native` (a threshold sampler thread wakes it
+   *  near the threshold), `timers` (JavaScript timers; `samplingReason` says why), or undefined before start(). */
+  get sampling(): 'native' | 'timers' | undefined {
+    if (!this.#running) return undefined;
+    return this.#watch?.active ? 'native' : 'timers';
+  }
+
+  /** Why the killer samples with timers, where it does. */
+  get samplingReason(): string | undefined {
+    if (this.#watch === undefined) {
+      return typeof this.options.interval === 'number' ? 'a fixed interval was asked for' : 'no minAvailable rule';
+    }
+    return this.#watch.unsupported;
   }
 
   /** Episodes so far. */
@@ -135,6 +155,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
+    this.#watch?.close();
     this.#psi?.close();
     this.#psi = undefined;
     await this.#busy;
@@ -224,7 +245,14 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
         total: m.total,
       } satisfies RecoveredEvent);
     }
-    this.#delay = nextDelay(this.options, { pressured: this.#pressured, distance: r.distance, rate: this.#rate });
+    if (this.#watch !== undefined && !this.#pressured && r.threshold !== undefined && this.#running)
+      this.#watch.arm(m, r.threshold);
+    // With the sampler watching, the killer's own sample is the backstop for what it does not watch (swap, a
+    // critical level, a headroom that moved by other terms): the longest period is enough.
+    this.#delay =
+      this.#watch?.active && !this.#pressured
+        ? intervalBounds(this.options).max
+        : nextDelay(this.options, { pressured: this.#pressured, distance: r.distance, rate: this.#rate });
     return { low: this.#pressured && act, m, threshold: r.threshold, reason: r.reason };
   }
 

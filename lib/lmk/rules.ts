@@ -94,6 +94,16 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
   return { enter, ok, critical, threshold, reason: texts.join(', '), distance };
 }
 
+/** The adaptive period's bounds in ms (a fixed `interval` is both). */
+export function intervalBounds(o: Readonly<LowMemoryKillerOptions>): { min: number; max: number } {
+  const iv = o.interval;
+  if (typeof iv === 'number') return { min: iv, max: iv };
+  const min = iv?.min ?? DEFAULT_INTERVAL.min;
+  let max = iv?.max ?? DEFAULT_INTERVAL.max;
+  if (o.critical !== undefined) max = Math.max(min, Math.min(max, CRITICAL_MAX));
+  return { min, max };
+}
+
 /**
  * The next sampling delay in ms: the shortest while in pressure; otherwise the time the headroom needs to reach
  * the threshold at the faster of the assumed rate and the rate just seen, within the bounds.
@@ -104,9 +114,7 @@ export function nextDelay(
 ): number {
   const iv = o.interval;
   if (typeof iv === 'number') return iv;
-  const min = iv?.min ?? DEFAULT_INTERVAL.min;
-  let max = iv?.max ?? DEFAULT_INTERVAL.max;
-  if (o.critical !== undefined) max = Math.max(min, Math.min(max, CRITICAL_MAX));
+  const { min, max } = intervalBounds(o);
   if (state.pressured) return min;
   if (state.distance === undefined) return max; // PSI alone: events wake the killer; sampling only ends episodes
   const rate = Math.max(ASSUMED_RATE, state.rate * 1.25);
