@@ -91,9 +91,10 @@ const WORKLOADS = {
   fast: { label: 'fast hog', cap: 4 * GiB, specs: ['grow:0:0:0'] },
   slow: { label: 'slow leak, 200 MiB/s', cap: 2 * GiB, specs: ['grow:0:0:200'] },
   victim: {
-    label: 'victim choice: 10 × 100 MiB at adj 300 + one growing to 4.5 GiB at adj 0',
+    label: 'victim choice in a 6 GiB budget: 10 × 100 MiB at adj 300 + one growing to 4.5 GiB at adj 0',
     cap: 6 * GiB,
     specs: [...Array(10).fill('fill:300:100'), 'grow:0:4608:0'],
+    budget: true, // the budget the kernel's memcg OOM killer weighs adj against; the peers see only the system
   },
   leader: { label: 'thread-leader-exited hog', cap: 4 * GiB, specs: ['leader:0:0:0'] },
   budget: { label: 'cgroup budget (fast hog)', cap: 4 * GiB, specs: ['grow:0:0:0'], budget: true },

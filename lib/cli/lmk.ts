@@ -291,6 +291,10 @@ export const lmk: Command = {
       return 0;
     }
     killer.start();
+    ctx.print(
+      `${time()} sampling: ${killer.sampling === 'native' ? 'native sampler thread' : `timers (${killer.samplingReason})`}`,
+    );
+    ctx.emit({ event: 'sampling', mode: killer.sampling ?? null, reason: killer.samplingReason ?? null });
     if (killer.psiMode) {
       ctx.print(
         `${time()} PSI: ${killer.psiMode === 'trigger' ? 'kernel trigger' : `polling (${killer.psiFallbackReason})`}`,

@@ -7,7 +7,7 @@ import { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LowMemoryKiller, LowMemoryKillerOptions } from '../../lib/index';
-import { ASSUMED_RATE, DEFAULT_INTERVAL, nextDelay } from '../../lib/lmk/rules';
+import { ASSUMED_RATE, DEFAULT_INTERVAL, evaluateRules, nextDelay } from '../../lib/lmk/rules';
 import { sleeper } from '../helpers/procs';
 import {
   cgroup2Root,
@@ -150,4 +150,31 @@ t.test('minAvailable with when: any acts with no PSI event; with all it needs on
   t.same(ll, [], 'all: no PSI event, no decision');
   await any.stop();
   await all.stop();
+});
+
+// The swap rule's arithmetic. This machine has no swap, and turning zram on would change what every test running
+// beside this one measures (swap is machine-wide): the rule is shown on measurements as readHeadroom makes them.
+t.test('the swap rule: alone, with memory (all / any), and left out without swap', async (t) => {
+  const GiB = 2 ** 30;
+  const m = (available: number, swapFree: number, swapTotal: number) => ({
+    available,
+    total: 16 * GiB,
+    source: 'meminfo' as const,
+    swapFree,
+    swapTotal,
+    limitedBy: 'MemAvailable',
+  });
+  const x = { psiLow: false, psiText: undefined, fullStallMs: undefined };
+  const o = (extra: Partial<LowMemoryKillerOptions>): LowMemoryKillerOptions => ({ candidates: () => [], ...extra });
+  const both = o({ minAvailable: GiB, minSwapFree: '10%' });
+  t.equal(evaluateRules(both, m(GiB / 2, 4 * GiB, 8 * GiB), x).enter, false, 'memory short, swap free: all waits');
+  t.equal(evaluateRules(both, m(GiB / 2, GiB / 2, 8 * GiB), x).enter, true, 'both short: acts');
+  t.match(evaluateRules(both, m(GiB / 2, GiB / 2, 8 * GiB), x).reason, /swap free 512\.0 MiB < 819\.2 MiB/);
+  const any = o({ minAvailable: GiB, minSwapFree: '10%', when: 'any' });
+  t.equal(evaluateRules(any, m(4 * GiB, GiB / 2, 8 * GiB), x).enter, true, 'any: swap alone is enough');
+  const swapOnly = o({ minSwapFree: '10%' });
+  t.equal(evaluateRules(swapOnly, m(GiB, 0, 0), x).enter, false, 'no swap: the rule is left out, nothing to act on');
+  t.equal(evaluateRules(both, m(GiB / 2, 0, 0), x).enter, true, 'no swap: memory alone decides');
+  t.equal(evaluateRules(both, m(GiB / 2, GiB / 2, 8 * GiB), x).ok, false);
+  t.equal(evaluateRules(both, m(1.2 * GiB, GiB / 2, 8 * GiB), x).ok, true, 'all: one rule past its hysteresis ends it');
 });
