@@ -9,7 +9,7 @@ import type { MemoryHeadroom } from './budget';
 import type { Candidate } from './candidates';
 import type { KillEvent, LowMemoryKillerEvents, ReclaimEvent, TrimEvent } from './events';
 import { killVictim } from './kill';
-import { matches } from './match';
+import { matchCandidate } from './match';
 import { LowMemoryKillerOptions, toBytes } from './options';
 
 /** One measurement of the killer's state (`low`: act now). */
@@ -148,7 +148,7 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
   if (trim === undefined || (trim.signal === undefined && trim.callback === undefined)) return undefined;
   const deadline = trim.deadline ?? 1000;
   const signo = trim.signal === undefined ? undefined : toSignalNumber(trim.signal, 'options.trim.signal');
-  const wants = (c: Candidate): boolean => signo !== undefined && (catches(c, signo) || matches(c, trim.always));
+  const wants = (c: Candidate): boolean => signo !== undefined && (catches(c, signo) || matchCandidate(c, trim.always));
   if (ctx.dryRun) {
     for (const c of ranked) {
       const signalled = wants(c);
