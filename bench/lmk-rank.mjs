@@ -36,6 +36,15 @@ const fromFds = lmk(() => handles);
 const children = lmk({ childrenOf: process.pid });
 const tree = lmk({ childrenOf: process.pid }, { killMode: 'tree' });
 const withVictim = lmk(() => [...handles.slice(1), victimFd]);
+// The whole episode as the killer runs it, with its defaults: measure, rules, list, rank, the reclaim check, kill.
+const KILLER_ROW = 'the killer: measurement → SIGKILL (KillEvent.decisionMs, defaults, 50 candidates)';
+const killer = new LowMemoryKiller({
+  candidates: () => [...handles.slice(1), victimFd],
+  minAvailable: Number.MAX_SAFE_INTEGER,
+  ref: false,
+});
+let decided;
+killer.on('kill', (e) => (decided = e.decisionMs * 1e6)); // ns, as the other rows
 
 // What the killer read per candidate before: smaps_rollup (pidfd.memory()), oom_score_adj, comm; then a sort.
 function baseline() {
@@ -55,7 +64,9 @@ const rows = {
   "candidates(): { childrenOf }, killMode 'tree'": async () => (await tree.candidates()).length,
   'baseline: smaps_rollup + oom_score_adj + comm each, sorted': async () => baseline().length,
 };
-const samples = Object.fromEntries([...Object.keys(rows), 'decision → SIGKILL (50 candidates)'].map((k) => [k, []]));
+const samples = Object.fromEntries(
+  [...Object.keys(rows), 'decision → SIGKILL (50 candidates)', KILLER_ROW].map((k) => [k, []]),
+);
 
 for (const fn of Object.values(rows)) for (let i = 0; i < 20; i++) await fn(); // warm up
 for (let r = 0; r < ROUNDS; r++) {
@@ -74,11 +85,17 @@ for (let r = 0; r < ROUNDS; r++) {
   // Reaped before the next round (the rows above never yield to the event loop), so no zombie is listed.
   await new Promise((resolve) => victim.once('exit', resolve));
   newVictim();
+  decided = undefined;
+  await killer.check();
+  if (decided === undefined) throw new Error('the killer made no kill');
+  samples[KILLER_ROW].push(decided);
+  await new Promise((resolve) => victim.once('exit', resolve));
+  newVictim();
 }
 
 const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)]));
 for (const c of [...sleepers, victim]) c.kill('SIGKILL');
-for (const l of [fromFds, children, tree, withVictim]) await l.stop();
+for (const l of [fromFds, children, tree, withVictim, killer]) await l.stop();
 process.stderr.write(`| row (${ROUNDS} rounds) | p50 µs | p90 µs | p99 µs |\n| --- | ---: | ---: | ---: |\n`);
 for (const [k, s] of Object.entries(result))
   process.stderr.write(`| ${k} | ${s.p50.toFixed(0)} | ${s.p90.toFixed(0)} | ${s.p99.toFixed(0)} |\n`);
