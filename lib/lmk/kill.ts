@@ -21,6 +21,7 @@ import { PidFd } from '../pidfd';
 import {
   ancestors,
   listPids,
+  parseCgroupV1,
   parseCgroupV2,
   parseKb,
   parseStat,
@@ -280,6 +281,7 @@ function resolveScope(ctx: EpisodeContext, v: Candidate): Scope {
   if (v2path !== undefined && v2dir !== undefined) {
     const oom = oomGroupOf(v2dir, v2path, ctx.options.memory?.cgroup);
     if (oom !== undefined) {
+      if (holdsKiller(oom.path, false)) return processOnly(`its cgroup ${oom.path} holds the killer or an ancestor`);
       return {
         mode: 'cgroup',
         modeReason: requested === 'cgroup' ? undefined : `memory.oom.group is set on ${oom.dir}`,
@@ -302,13 +304,19 @@ function resolveScope(ctx: EpisodeContext, v: Candidate): Scope {
     return { mode: 'group', modeReason: undefined, pgid };
   }
   if (requested === 'cgroup') {
-    if (v2path !== undefined && v2dir !== undefined)
+    // A cgroup that holds this process or an ancestor holds their siblings too (a login session, a service, a
+    // test runner): never kill it whole, not even one by one around the spared.
+    if (v2path !== undefined && v2dir !== undefined) {
+      if (holdsKiller(v2path, false)) return processOnly(`its cgroup ${v2path} holds the killer or an ancestor`);
       return { mode: 'cgroup', modeReason: undefined, cg: { dir: v2dir, path: v2path, v1: false } };
+    }
     // No cgroup v2 group of its own: its cgroup v1 memory group, killed one by one (v1 has no cgroup.kill).
     const v1path = cgroupV1Of(v.pidfd, 'memory');
     const v1dir = v1path !== undefined && v1path !== '/' ? cgroupDir(v1path, 'memory') : undefined;
-    if (v1path !== undefined && v1dir !== undefined)
+    if (v1path !== undefined && v1dir !== undefined) {
+      if (holdsKiller(v1path, true)) return processOnly(`its memory cgroup ${v1path} holds the killer or an ancestor`);
       return { mode: 'cgroup', modeReason: undefined, cg: { dir: v1dir, path: v1path, v1: true } };
+    }
     return processOnly('it is in no cgroup but the root');
   }
   return { mode: requested, modeReason: undefined };
@@ -341,6 +349,15 @@ export function oomGroupOf(
 
 const within = (path: string | undefined, top: string): boolean =>
   path !== undefined && (path === top || path.startsWith(`${top}/`));
+
+/** Whether this process or one of its ancestors is in the cgroup (or below it): v2, or the v1 memory hierarchy. */
+function holdsKiller(path: string, v1: boolean): boolean {
+  for (const pid of [process.pid, ...ancestors()]) {
+    const text = readUnchecked(pid, 'cgroup'); // a stale read can only make the kill smaller
+    if (text !== undefined && within(v1 ? parseCgroupV1(text, 'memory') : parseCgroupV2(text), path)) return true;
+  }
+  return false;
+}
 
 /** Whether one of the spared processes is in the cgroup (or below it). */
 function holdsSpared(path: string, spared: ReadonlySet<number>, spare: readonly Candidate[]): boolean {

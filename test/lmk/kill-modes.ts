@@ -198,7 +198,7 @@ if (!memoryV1Root()) {
   );
 
   t.test(
-    'cgroup (v2) holding this process: no cgroup.kill; the others are killed one by one, this process lives',
+    'cgroup (v2) holding this process: the cgroup is not killed, the victim alone is, this process lives',
     { skip: !cgroup2Root() && 'no cgroup v2' },
     async (t) => {
       const g = makeV1MemoryGroup('km-self', LIMIT)!;
@@ -215,12 +215,13 @@ if (!memoryV1Root()) {
       } finally {
         writeFileSync(join(root, mine, 'cgroup.procs'), String(process.pid));
       }
-      t.equal(kill?.cgroup, shared);
-      t.equal(kill?.cgroupKill, false, 'cgroup.kill refused: this process is in the cgroup');
+      t.equal(kill?.killMode, 'process', 'a cgroup holding the killer holds its siblings too: not killed');
+      t.match(kill?.modeReason, /holds the killer or an ancestor/);
+      t.equal(kill?.cgroupKill, false, 'no cgroup.kill');
       t.same(
         kill?.killed.map((k) => k.pid),
         [x.pid],
-        'the other member alone',
+        'the victim alone',
       );
       t.same(await xExit, [null, 'SIGKILL']);
       t.pass('this process lives');

@@ -160,6 +160,15 @@ function main(): void {
     others.push(s1, s2);
     const minAdj = setAdj(s2.pid!, -1000);
     const pids = [w1.pid, w2.pid, w3.pid, s1.pid!, s2.pid!];
+    // Without adj -1000 the two sleepers tie (their sizes differ by a page now and then): their order between
+    // themselves is not what is tested, so they are written in pid order wherever they stand.
+    const order = (cs: Candidate[]): number[] => {
+      const o = cs.map((c) => c.pid);
+      if (minAdj) return o;
+      const sl = [s1.pid!, s2.pid!].sort((a, b) => a - b);
+      let k = 0;
+      return o.map((p) => (sl.includes(p) ? sl[k++] : p));
+    };
     const budget = { memory: { cgroup: g } };
     const base = await ranked(pids, budget);
     // w3: 10 MiB + 500 × 512 MiB / 1000 = 266 MiB before w1's 100 MiB
