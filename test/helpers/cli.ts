@@ -32,12 +32,22 @@ export interface CliRun extends CliResult {
   out: Lines;
 }
 
-/** Starts `pidfd ...` (tracked: killed if the test ends first); `done` resolves with its status and output. */
-export function startCli(...args: string[]): { child: ChildProcess; out: Lines; done: Promise<CliRun> } {
+/**
+ * Starts `pidfd ...` (tracked: killed if the test ends first); `done` resolves with its status and output.
+ * The 30 s guard of `ended` (SIGKILL, so that a missing exit fails instead of hanging) arms when `done` is first
+ * read, not at the start: a long-running command (`pidfd lmk` over a 20-trial test) is never waited for.
+ */
+export function startCli(...args: string[]): { child: ChildProcess; out: Lines; readonly done: Promise<CliRun> } {
   const child = track(spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() }));
   const out = new Lines(child.stdout as Readable);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const done = ended(child).then(([status]) => ({ status, stdout: out.all.join('\n'), stderr, child, out }));
-  return { child, out, done };
+  let done: Promise<CliRun> | undefined;
+  return {
+    child,
+    out,
+    get done() {
+      return (done ??= ended(child).then(([status]) => ({ status, stdout: out.all.join('\n'), stderr, child, out })));
+    },
+  };
 }
