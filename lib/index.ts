@@ -28,6 +28,7 @@ export type {
   CandidateMatcher,
   CandidateSource,
   KillerPsiOptions,
+  KillMode,
   LockResult,
   LowMemoryKillerEvents,
   LowMemoryKillerOptions,

@@ -1,5 +1,6 @@
 // The events of LowMemoryKiller and what each listener gets.
 import type { PressureEvent } from '../pressure';
+import type { KillMode } from './options';
 
 /**
  * Emitted once per episode, when the killer starts responding.
@@ -102,7 +103,7 @@ export interface KillEvent {
   released: boolean | undefined;
   /** The kill mode applied: the one asked for, `cgroup` when memory.oom.group asks for it, or `process` when the
    *  mode found no set (see `modeReason`). */
-  killMode: 'process' | 'group' | 'tree' | 'cgroup';
+  killMode: KillMode;
   /** Why `killMode` is not the one asked for, if it is not. */
   modeReason: string | undefined;
   /** The cgroup directory killed (`cgroup` mode), and whether by cgroup.kill (else one process at a time: cgroup

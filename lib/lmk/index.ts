@@ -13,4 +13,4 @@ export type {
 } from './events';
 export { LowMemoryKiller } from './killer';
 export { type LockResult, lockMemory } from './lock';
-export type { CandidateMatcher, CandidateSource, KillerPsiOptions, LowMemoryKillerOptions } from './options';
+export type { CandidateMatcher, CandidateSource, KillerPsiOptions, KillMode, LowMemoryKillerOptions } from './options';

@@ -33,35 +33,18 @@ import { SIGCONT, SIGKILL, signalName, toSignalNumber } from '../signals';
 import { isStopped } from '../target';
 import { killTreeWith, KillTreeResult } from '../tree';
 import type { Candidate } from './candidates';
-import type { KilledProcess } from './events';
-import { toBytes } from './options';
+import type { KilledProcess, KillEvent } from './events';
+import { type KillMode, toBytes } from './options';
 import type { EpisodeContext } from './steps';
 
-/** A kill mode, as options.killMode names them. */
-export type KillMode = 'process' | 'group' | 'tree' | 'cgroup';
-
-/** What killVictim did. */
-export interface KillOutcome {
-  /** The mode applied (`cgroup` when memory.oom.group asked for it; `process` when the mode found no set). */
-  mode: KillMode;
-  /** Why `mode` differs from the requested one, if it does. */
-  modeReason: string | undefined;
-  /** The cgroup directory killed (`cgroup` mode). */
-  cgroup: string | undefined;
-  /** Whether cgroup.kill was written (else the members were killed one by one). */
-  cgroupKill: boolean;
-  /** Every process signalled, the victim first. */
-  killed: KilledProcess[];
-  /** What the killed held when they were chosen: the victim's PSS plus the others' RSS, in bytes. */
-  held: number;
-  escalated: 'timeout' | 'critical' | false;
-  /** ms from the first signal to the escalation (SIGKILL), with `graceful`. */
-  escalatedMs: number | undefined;
-  /** ms from the first signal to every killed process's pidfd reporting its death. */
-  deathMs: number;
+/** What killVictim did: the kill event's fields that describe the kill, and when the first signal went out. */
+export type KillOutcome = Pick<
+  KillEvent,
+  'killMode' | 'modeReason' | 'cgroup' | 'cgroupKill' | 'killed' | 'held' | 'escalated' | 'escalatedMs' | 'deathMs'
+> & {
   /** When the first signal went out (performance.now()). */
   t0: number;
-}
+};
 
 interface Member {
   p: PidFd;
@@ -175,7 +158,7 @@ export async function killVictim(
     if (useCgroupKill) await waitCgroupEmpty(scope.cg!.dir, o.killTimeout ?? 5000);
     const deathMs = performance.now() - t0;
     return {
-      mode: scope.mode,
+      killMode: scope.mode,
       modeReason: scope.modeReason,
       cgroup: scope.cg?.dir,
       cgroupKill: useCgroupKill,
@@ -465,7 +448,7 @@ async function killTreeMode(
   killed.sort((a, b) => (a.pid === v.pid ? -1 : b.pid === v.pid ? 1 : 0));
   const escalated = polite === undefined || !r!.escalated ? false : criticalHit ? 'critical' : 'timeout';
   return {
-    mode: 'tree',
+    killMode: 'tree',
     modeReason: scope.modeReason,
     cgroup: undefined,
     cgroupKill: false,

@@ -79,7 +79,7 @@ export interface LowMemoryKillerOptions {
    *  descendants (`tree`), or its whole cgroup (`cgroup`, by cgroup.kill). A victim whose cgroup v2 group has
    *  memory.oom.group set is killed with its group whatever the mode, as the kernel would. Never in any mode:
    *  this process, its ancestors, pid 1, protected candidates. */
-  killMode?: 'process' | 'group' | 'tree' | 'cgroup';
+  killMode?: KillMode;
   /** A graceful kill: `signal` (default SIGTERM) first, SIGKILL after `timeout` ms (default 1000) or as soon as
    *  available memory falls below `critical` (bytes or % of the total; default half of minAvailable). */
   graceful?: { signal?: NodeJS.Signals | number; timeout?: number; critical?: number | `${number}%` };
@@ -113,6 +113,15 @@ export interface LowMemoryKillerOptions {
   /** Keep the event loop alive while running (default true). */
   ref?: boolean;
 }
+
+/**
+ * What one kill takes: the victim alone, its process group, it and its descendants, or its whole cgroup.
+ *
+ * @example
+ * const mode: KillMode = 'tree'; // a worker and everything it started
+ * const lmk = new LowMemoryKiller({ candidates: { cgroup: dir }, minAvailable: '10%', killMode: mode });
+ */
+export type KillMode = 'process' | 'group' | 'tree' | 'cgroup';
 
 /**
  * Names candidates: a pid, a command name (`comm`, exact), a RegExp (tested against comm, the command line joined

@@ -255,23 +255,16 @@ export async function killStep(
   }
   const k = await killVictim(ctx, v, spare);
   if (k === undefined) return false; // nothing signalled: the victim exited meanwhile, its memory is coming back
-  const now = measureAfter(ctx, before, k.held, k.t0);
+  const { t0, ...outcome } = k;
+  const now = measureAfter(ctx, before, k.held, t0);
   ctx.emit('kill', {
     ...base,
+    ...outcome,
     bytesFreed: now.m.available - before.available,
-    decisionMs: k.t0 - ctx.startedAt,
-    deathMs: k.deathMs,
+    decisionMs: t0 - ctx.startedAt,
     memoryMs: now.ms,
     regained: now.regained,
     released: k.killed.find((x) => x.pid === v.pid)?.released,
-    killMode: k.mode,
-    modeReason: k.modeReason,
-    cgroup: k.cgroup,
-    cgroupKill: k.cgroupKill,
-    killed: k.killed,
-    held: k.held,
-    escalated: k.escalated,
-    escalatedMs: k.escalatedMs,
     dryRun: false,
   } satisfies KillEvent);
   return true;
