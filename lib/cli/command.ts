@@ -34,6 +34,8 @@ export interface Context {
   print(line: string): void;
   /** One JSON document on its own line on stdout (nothing without `--json`). */
   emit(record: object): void;
+  /** A line on stdout, in both modes (for a command that chooses its own format, such as `pidfd lmk`'s logs). */
+  line(text: string): void;
   /** A line on stderr, in both modes. */
   warn(line: string): void;
   /** Aborted when the CLI receives SIGINT or SIGTERM. */

@@ -97,6 +97,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     emit: (record) => {
       if (json) io.stdout(`${JSON.stringify(record, jsonValue)}\n`);
     },
+    line: (text) => io.stdout(`${text}\n`),
     warn: (line) => io.stderr(`${line}\n`),
     signal: abort.signal,
   };
