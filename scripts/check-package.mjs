@@ -31,6 +31,7 @@ const ALLOWED = [
   /^src\/[\w-]+\.(cc|h)$/,
   /^scripts\/install\.js$/, // the install script (builds from source only where no prebuild fits)
   /^bin\/pidfd\.js$/, // the `pidfd` command (package.json bin)
+  /^config\/lmk\.(toml|schema\.json)$/, // `pidfd lmk --config`: the example with every key, and its JSON Schema
   /^dist\/[\w/-]+\.js$/,
   /^types\/[\w/-]+\.d\.ts$/,
   /^prebuilds\/linux-(x64|arm64)\/pidfd\.glibc\.node$/,

@@ -41,6 +41,8 @@ export function readConfigFile(path: string): Settings {
   }
   const out: Settings = new Map();
   for (const [key, raw] of Object.entries(doc)) {
+    if (raw !== null && typeof raw === 'object' && !Array.isArray(raw))
+      throw new ConfigError(`config ${path}: ${key} must be a value, not a table (the file is one flat table)`);
     const s = setting(key);
     if (s === undefined || s.cliOnly) {
       const near = closest(key);
@@ -48,8 +50,6 @@ export function readConfigFile(path: string): Settings {
         `config ${path}: unknown key ${JSON.stringify(key)}${near ? ` (did you mean ${near}?)` : ''}`,
       );
     }
-    if (raw !== null && typeof raw === 'object' && !Array.isArray(raw))
-      throw new ConfigError(`config ${path}: ${key} must be a value, not a table (the file is one flat table)`);
     try {
       out.set(key, { value: parseValue(s, raw, key), from: 'file' });
     } catch (err) {
