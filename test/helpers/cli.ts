@@ -38,7 +38,17 @@ export interface CliRun extends CliResult {
  * read, not at the start: a long-running command (`pidfd lmk` over a 20-trial test) is never waited for.
  */
 export function startCli(...args: string[]): { child: ChildProcess; out: Lines; readonly done: Promise<CliRun> } {
-  const child = track(spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() }));
+  return startCliEnv({}, ...args);
+}
+
+/** startCli with variables added to the environment (e.g. JOURNAL_STREAM, as systemd sets it). */
+export function startCliEnv(
+  extra: NodeJS.ProcessEnv,
+  ...args: string[]
+): { child: ChildProcess; out: Lines; readonly done: Promise<CliRun> } {
+  const child = track(
+    spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env(), ...extra } }),
+  );
   const out = new Lines(child.stdout as Readable);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));

@@ -173,6 +173,6 @@ const jsonValue = (_key: string, value: unknown): unknown => (typeof value === '
 export function logger(format: LogFormat, write: (line: string) => void, env = process.env): (r: LogRecord) => void {
   const f = format === 'auto' ? (env.JOURNAL_STREAM ? 'syslog' : 'human') : format;
   if (f === 'json') return (r) => write(JSON.stringify(r, jsonValue));
-  if (f === 'syslog') return (r) => write(`<${priority(r)}>${humanText(r)}`);
+  if (f === 'syslog') return (r) => write(`<${priority(r)}>${humanText(r).trimStart()}`);
   return (r) => write(`${new Date().toISOString().slice(11, 23)} ${humanText(r)}`);
 }
