@@ -2,7 +2,7 @@
 // that process has not exited, so a read about another process counts only if its pidfd has not exited after the
 // read (`readChecked`). Reads that skip the check say so in their name (`readUnchecked`, `statUnchecked`), and
 // listings (`listPids`, `listChildren`, `childrenByScan`) are hints: each pid they give must be opened and checked.
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { E, outOfResource, systemError, SystemError } from './errors';
 import { ReadFile, readFresh } from './kept-files';
 import type { PidFd } from './pidfd';
@@ -30,6 +30,8 @@ export interface ProcStat {
   sid: number;
   /** The task's PF_* flags (field 9). */
   flags: number;
+  /** The nice value (field 19), of the thread-group leader for /proc/<pid>/stat, of the thread for task/<tid>/stat. */
+  nice: number;
   /** Clock ticks after boot at which the process started (field 22). */
   startTime: bigint;
 }
@@ -156,6 +158,11 @@ export function readSelf(file: string): string {
   return readProc(`/proc/self/${file}`);
 }
 
+/** Writes /proc/self/<file> (oom_score_adj) in one write(2); throws the write's error (EACCES, EINVAL). */
+export function writeSelf(file: string, text: string): void {
+  writeFileSync(`/proc/self/${file}`, text);
+}
+
 /** Parses /proc/<pid>/stat; the command name may hold spaces and parentheses, so fields start after the last ')'. */
 export function parseStat(text: string): ProcStat {
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -166,6 +173,7 @@ export function parseStat(text: string): ProcStat {
     pgid: Number(f[2]),
     sid: Number(f[3]),
     flags: Number(f[6]),
+    nice: Number(f[16]),
     startTime: BigInt(f[19]),
   };
 }
@@ -267,6 +275,11 @@ export function hasChildrenFiles(): boolean | undefined {
     // Out of fds or memory says nothing about the kernel: no answer, to be asked again.
     return outOfResource((err as NodeJS.ErrnoException).code) ? undefined : false;
   }
+}
+
+/** The thread ids of this process (/proc/self/task), the main thread's (the pid) among them. */
+export function selfThreads(): number[] {
+  return readdirSync('/proc/self/task').map(Number);
 }
 
 /** A hint: every pid in /proc (processes, not threads). */

@@ -35,8 +35,16 @@ const ALLOWED = [
   /^dist\/[\w/-]+\.js$/,
   /^types\/[\w/-]+\.d\.ts$/,
   /^prebuilds\/linux-(x64|arm64)\/pidfd\.glibc\.node$/,
+  /^systemd\/pidfd-lmk\.service$/, // the unit `pidfd lmk --print-unit` renders (lib/service/unit.ts reads it)
 ];
-const REQUIRED = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/install.js'];
+const REQUIRED = [
+  'package.json',
+  'README.md',
+  'LICENSE',
+  'binding.gyp',
+  'scripts/install.js',
+  'systemd/pidfd-lmk.service',
+];
 const PREBUILDS = ['x64', 'arm64'].map((a) => ({ arch: a, path: `prebuilds/linux-${a}/pidfd.glibc.node` }));
 
 const { values, positionals } = parseArgs({

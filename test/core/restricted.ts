@@ -2,25 +2,13 @@
 // invisible, an unprivileged user. Each runs test/fixtures/restricted-probe.js there, which tries every call on
 // its own child and on an outside process and reports each outcome; a crash would leave no report.
 import t from 'tap';
-import {
-  chmodSync,
-  copyFileSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  realpathSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { ensureDist } from '../helpers/dist';
+import { readableCopy } from '../helpers/readable-copy';
 import { fixture, pidExists, runNode, sleeper } from '../helpers/procs';
 
 ensureDist();
-const ROOT = join(__dirname, '..', '..');
 const PROBE = join(__dirname, '..', 'fixtures', 'restricted-probe.js');
 const ENOSYS = 38;
 const EPERM = 1;
@@ -34,44 +22,10 @@ interface Report {
   outsider: Record<string, Outcome>;
 }
 
-/** Whether a user who is neither owner nor group can reach and execute `file`. */
-function othersCanRun(file: string): boolean {
-  const real = realpathSync(file);
-  for (let dir = dirname(real); ; dir = dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) return false;
-    if (dir === '/') break;
-  }
-  return (statSync(real).mode & 0o001) !== 0;
-}
-
-/**
- * What the probe runs, copied where another user can read it: the checkout may not be readable to others (a clone
- * under /root, a mktemp -d directory), nor the Node running the tests. Returns the probe, the Node and the copy.
- */
-function readableCopy(): { probe: string; node: string; dir: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-restricted-'));
-  // The package as the probe requires it (`../..` from test/fixtures/): dist/, the addon node-gyp-build picks
-  // (build/Release first, then prebuilds/) and its one runtime dependency.
-  copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
-  const parts = ['dist', join('build', 'Release', 'pidfd.node'), 'prebuilds', join('node_modules', 'node-gyp-build')];
-  for (const p of parts) {
-    if (existsSync(join(ROOT, p))) cpSync(join(ROOT, p), join(dir, p), { recursive: true });
-  }
-  mkdirSync(join(dir, 'test', 'fixtures'), { recursive: true });
-  copyFileSync(PROBE, join(dir, 'test', 'fixtures', 'restricted-probe.js'));
-  let node = process.execPath;
-  if (!othersCanRun(node)) {
-    node = join(dir, 'node');
-    copyFileSync(process.execPath, node);
-  }
-  // Readable (and the Node executable) by everyone, whatever the umask left on the sources.
-  const open = (p: string): void => {
-    const st = statSync(p);
-    chmodSync(p, st.isDirectory() || p === node ? 0o755 : 0o644);
-    if (st.isDirectory()) for (const e of readdirSync(p)) open(join(p, e));
-  };
-  open(dir);
-  return { probe: join(dir, 'test', 'fixtures', 'restricted-probe.js'), node, dir };
+/** The probe and the package, copied where uid 65534 can read them. */
+function readableProbe(): { probe: string; node: string; dir: string } {
+  const copy = readableCopy([join('test', 'fixtures', 'restricted-probe.js')]);
+  return { ...copy, probe: join(copy.dir, 'test', 'fixtures', 'restricted-probe.js') };
 }
 
 async function probe(
@@ -165,7 +119,7 @@ t.test('pid namespace: a process outside is invisible (ESRCH); everything inside
 t.test('unprivileged (uid 65534): documented failures on a root process, own child works', async (t) => {
   const outside = sleeper();
   t.teardown(() => outside.kill('SIGKILL'));
-  const copy = readableCopy();
+  const copy = readableProbe();
   t.teardown(() => rmSync(copy.dir, { recursive: true, force: true }));
   const r = await probe(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], outside.pid, copy);
   t.equal(r.uid, 65534);
