@@ -185,14 +185,19 @@ function fileValue(s: Setting, v: Value): unknown {
   return v;
 }
 
-/** The settings as a config file (TOML), in the table's order: what `--check-config` prints. */
-export function toToml(settings: Settings): string {
+/** The settings as the config file writes them, in the table's order (the effective config of `status`). */
+export function toFileObject(settings: Settings): Record<string, unknown> {
   const doc: Record<string, unknown> = {};
   for (const s of SETTINGS) {
     const e = settings.get(s.key);
     if (e !== undefined && !s.cliOnly) doc[s.key] = fileValue(s, e.value);
   }
-  return `${stringifyToml(doc)}\n`;
+  return doc;
+}
+
+/** The settings as a config file (TOML): what `--check-config` prints. */
+export function toToml(settings: Settings): string {
+  return `${stringifyToml(toFileObject(settings))}\n`;
 }
 
 /** The nearest known key by edit distance, for "did you mean". */

@@ -1,5 +1,7 @@
 // `pidfd lmk`: the low-memory killer as a command and a service. Its settings (settings.ts) come from flags and an
 // optional TOML file (config.ts); run.ts runs it. `pidfd lmk status` asks a running one over its status socket.
+import { resolve } from 'node:path';
+import { renderUnit } from '../../service/unit';
 import type { Command } from '../command';
 import { UsageError } from '../command';
 import { loadSettings, runService } from './run';
@@ -106,7 +108,11 @@ export const lmk: Command = {
     }
     if (sub !== undefined) throw new UsageError(`unexpected argument: ${sub}`);
     const v = ctx.values as Record<string, unknown>;
-    if (v['print-unit'] === true) throw new UsageError('--print-unit: not built yet');
+    if (v['print-unit'] === true) {
+      const config = typeof v.config === 'string' ? resolve(v.config) : undefined;
+      ctx.line(renderUnit({ config }).trimEnd());
+      return 0;
+    }
     if (v['check-config'] === true) {
       const { view } = loadSettings(v);
       ctx.line(toToml(view.settings).trimEnd());

@@ -147,6 +147,10 @@ export function humanText(rec: LogRecord): string {
       const r = rec as unknown as ServiceFields;
       return `self-protection: ${r.what} ${r.done ? 'set' : 'not set'}${r.detail ? ` (${r.detail})` : ''}`;
     }
+    case 'prewarm': {
+      const r = rec as unknown as { candidates: number; ms: number; faults: number };
+      return `prewarmed: ${r.candidates} candidates listed and ranked in ${ms(r.ms)} (${r.faults} page faults)`;
+    }
     case 'reload':
       return `reloaded ${(rec as unknown as ServiceFields).file}`;
     case 'config-error':

@@ -2,6 +2,7 @@
 // metrics, the hooks and the status document), a periodic report, self-protection at start, and SIGHUP to
 // re-read the config file (a bad file is reported and the running settings stay).
 import { LowMemoryKiller, readPressure } from '../../index';
+import { prewarm, selfProtect } from '../../service/protect';
 import type { Context } from '../command';
 import { ConfigError, flagSettings, killerOptions, merge, readConfigFile, View } from './config';
 import { type LogFormat, logger, type LogRecord } from './log';
@@ -43,9 +44,6 @@ export async function runService(ctx: Context, values: Record<string, unknown>):
     log(r);
   };
 
-  const protection = protectSelf(view);
-  for (const p of protection) record({ event: 'protect', ...p });
-
   let killer = attach(new LowMemoryKiller(options), record);
   const startRecord = (k: LowMemoryKiller): void => {
     const h = k.headroom();
@@ -58,17 +56,22 @@ export async function runService(ctx: Context, values: Record<string, unknown>):
     });
   };
   startRecord(killer);
+  // Before the killer starts its threads, so that they inherit the nice value.
+  for (const p of protectSelf(view)) record(p);
   if (view.flag('once')) {
     await killer.check();
     await killer.stop();
     return 0;
   }
-  const started = (k: LowMemoryKiller): void => {
+  const started = async (k: LowMemoryKiller): Promise<void> => {
+    // The decision path run once before the first decision, so that it runs compiled from resident pages.
+    const warm = await prewarm(k);
+    record({ event: 'prewarm', ...warm });
     k.start();
     record({ event: 'sampling', mode: k.sampling ?? null, reason: k.samplingReason ?? null });
     if (k.psiMode) record({ event: 'psi', mode: k.psiMode, fallbackReason: k.psiFallbackReason ?? null });
   };
-  started(killer);
+  await started(killer);
 
   // Counts that outlive a reload (each killer counts from its own start).
   let episodesBefore = 0;
@@ -137,10 +140,10 @@ export async function runService(ctx: Context, values: Record<string, unknown>):
       ({ view, options } = next);
       killer = attach(new LowMemoryKiller(options), record);
       killer.on('kill', () => kills++);
-      for (const p of protectSelf(view)) record({ event: 'protect', ...p });
+      for (const p of protectSelf(view)) record(p);
       record({ event: 'reload', file });
       startRecord(killer);
-      started(killer);
+      await started(killer);
       armReport();
     });
   };
@@ -170,8 +173,22 @@ function attach(k: LowMemoryKiller, record: (r: LogRecord) => void): LowMemoryKi
   return k;
 }
 
-/** Self-protection as the settings ask; one record per measure. */
-function protectSelf(view: View): { what: string; done: boolean; detail?: string }[] {
-  void view;
-  return [];
+/** Self-protection as the settings ask (`keep`: leave that measure alone); one record per measure. */
+function protectSelf(view: View): LogRecord[] {
+  const keepable = (key: string): number | null | undefined => {
+    const v = view.get<number | string>(key);
+    return v === 'keep' ? null : (v as number | undefined);
+  };
+  return selfProtect({ oomScoreAdj: keepable('oom-score-adj'), nice: keepable('nice'), lock: view.flag('lock') }).map(
+    (m) => ({
+      event: 'protect',
+      what: m.measure,
+      asked: m.asked,
+      before: m.before,
+      now: m.now,
+      done: m.done,
+      code: m.code ?? null,
+      detail: m.done ? `${m.before} -> ${m.now}` : `${m.code ?? 'failed'}; it stays ${m.now}`,
+    }),
+  );
 }
