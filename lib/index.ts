@@ -33,6 +33,7 @@ export type {
   LowMemoryKillerEvents,
   LowMemoryKillerOptions,
   MemoryHeadroom,
+  PressureRule,
   PressureStartEvent,
   ReclaimEvent,
   RecoveredEvent,

@@ -1,6 +1,7 @@
 // The events of LowMemoryKiller and what each listener gets.
 import type { PressureEvent } from '../pressure';
 import type { KillMode } from './options';
+import type { PressureRule } from './rules';
 
 /**
  * Emitted once per episode, when the killer starts responding.
@@ -10,7 +11,10 @@ import type { KillMode } from './options';
  */
 export interface PressureStartEvent {
   episode: number;
+  /** The measurement in words, e.g. `available 195.8 MiB < 204.8 MiB`. */
   reason: string;
+  /** The rules that started the episode, `critical` first (a closed set, for counting). */
+  triggered: PressureRule[];
   available: number;
   total: number;
   /** minAvailable in bytes, if set. */
@@ -82,7 +86,10 @@ export interface KillEvent {
   episode: number;
   pid: number;
   comm: string;
+  /** The measurement that decided the kill, in words. */
   reason: string;
+  /** The rules that said act at that measurement, `critical` first (a closed set, for counting). */
+  triggered: PressureRule[];
   oomScoreAdj: number;
   pss: number;
   rss: number;

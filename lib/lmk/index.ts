@@ -12,5 +12,6 @@ export type {
   TrimEvent,
 } from './events';
 export { LowMemoryKiller } from './killer';
+export type { PressureRule } from './rules';
 export { type LockResult, lockMemory } from './lock';
 export type { CandidateMatcher, CandidateSource, KillerPsiOptions, KillMode, LowMemoryKillerOptions } from './options';

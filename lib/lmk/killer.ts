@@ -253,7 +253,8 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
       this.#watch?.active && !this.#pressured
         ? intervalBounds(this.options).max
         : nextDelay(this.options, { pressured: this.#pressured, distance: r.distance, rate: this.#rate });
-    return { low: this.#pressured && act, m, threshold: r.threshold, reason: r.reason };
+    const low = this.#pressured && act;
+    return { low, m, threshold: r.threshold, reason: r.reason, triggered: low ? r.triggered : [] };
   }
 
   async #evaluate(force: boolean): Promise<void> {
@@ -269,6 +270,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     this.emit('pressure', {
       episode,
       reason: s.reason,
+      triggered: s.triggered,
       available: s.m.available,
       total: s.m.total,
       threshold: s.threshold,
@@ -315,7 +317,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     const victim = ranked[0];
     if (this.#dryRun) this.#held = 'dry';
     const spare = listed.filter((c) => c.protected); // never killed with the victim's group, tree or cgroup
-    if (!(await killStep(ctx, victim, s.reason, s.m, spare)) || this.#dryRun) return;
+    if (!(await killStep(ctx, victim, s, s.m, spare)) || this.#dryRun) return;
     this.#list.forget(victim.pidfd);
     // PSI seen so far describes the time before this kill: the next PSI-driven decision needs a whole new window.
     this.#psiUntil = -Infinity;

@@ -18,8 +18,18 @@ export const DEFAULT_INTERVAL = { min: 10, max: 1000 };
 /** With a critical PSI level the period stays short enough to see a one-second stall within about a second. */
 const CRITICAL_MAX = 500;
 
+/**
+ * A rule that can start an episode: `memory` (minAvailable), `swap` (minSwapFree), `psi` (a PSI event) or
+ * `critical` (the critical PSI level, which acts alone).
+ *
+ * @example
+ * lmk.on('kill', (e) => { if (e.triggered.includes('critical')) console.warn('memory stalled: killed', e.pid); });
+ */
+export type PressureRule = 'memory' | 'swap' | 'psi' | 'critical';
+
 /** One rule's verdict: `low` (act), `ok` (recovered, past the hysteresis) and how it reads in a reason. */
 interface Verdict {
+  rule: PressureRule;
   low: boolean;
   ok: boolean;
   text: string;
@@ -37,6 +47,8 @@ export interface RuleState {
   critical: boolean;
   threshold: number | undefined;
   reason: string;
+  /** The rules that say act, `critical` first: with `enter`, each rule that says low; with `critical`, that. */
+  triggered: PressureRule[];
   /** Bytes left before the memory rules say low (the one that decides, per `when`); undefined: no memory rule. */
   distance: number | undefined;
 }
@@ -59,6 +71,7 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
   if (threshold !== undefined) {
     const low = m.available < threshold;
     rules.push({
+      rule: 'memory',
       low,
       ok: m.available >= threshold * h,
       text: `available ${fmt(m.available)} ${low ? '<' : '>='} ${fmt(threshold)}`,
@@ -70,6 +83,7 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
     const t = toBytes(o.minSwapFree, m.swapTotal);
     const low = m.swapFree < t;
     rules.push({
+      rule: 'swap',
       low,
       ok: m.swapFree >= t * h,
       text: `swap free ${fmt(m.swapFree)} ${low ? '<' : '>='} ${fmt(t)}`,
@@ -77,7 +91,7 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
     });
   }
   if (o.psi !== undefined) {
-    rules.push({ low: x.psiLow, ok: !x.psiLow, text: x.psiLow && x.psiText ? x.psiText : 'no PSI event' });
+    rules.push({ rule: 'psi', low: x.psiLow, ok: !x.psiLow, text: x.psiLow && x.psiText ? x.psiText : 'no PSI event' });
   }
   const all = (o.when ?? 'all') === 'all';
   const enter = rules.length > 0 && (all ? rules.every((r) => r.low) : rules.some((r) => r.low));
@@ -91,7 +105,9 @@ export function evaluateRules(o: Readonly<LowMemoryKillerOptions>, m: MemoryHead
   // The memory rules' distance that decides: with 'all' the last rule to cross (the largest), with 'any' the first.
   const ds = rules.map((r) => r.distance).filter((d): d is number => d !== undefined);
   const distance = ds.length === 0 ? undefined : all ? Math.max(...ds) : Math.min(...ds);
-  return { enter, ok, critical, threshold, reason: texts.join(', '), distance };
+  const triggered: PressureRule[] = critical ? ['critical'] : [];
+  if (enter) triggered.push(...rules.filter((r) => r.low).map((r) => r.rule));
+  return { enter, ok, critical, threshold, reason: texts.join(', '), triggered, distance };
 }
 
 /** The adaptive period's bounds in ms (a fixed `interval` is both). */

@@ -11,6 +11,7 @@ import type { KillEvent, LowMemoryKillerEvents, ReclaimEvent, TrimEvent } from '
 import { killVictim } from './kill';
 import { matchCandidate } from './match';
 import { LowMemoryKillerOptions, toBytes } from './options';
+import type { PressureRule } from './rules';
 
 /** One measurement of the killer's state (`low`: act now). */
 export interface Measurement {
@@ -18,6 +19,8 @@ export interface Measurement {
   m: MemoryHeadroom;
   threshold: number | undefined;
   reason: string;
+  /** The rules that say act (empty when not `low`). */
+  triggered: PressureRule[];
 }
 
 /** What a step needs of the killer running it. */
@@ -218,7 +221,7 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
 export async function killStep(
   ctx: EpisodeContext,
   v: Candidate,
-  reason: string,
+  why: Pick<Measurement, 'reason' | 'triggered'>,
   before: MemoryHeadroom,
   spare: readonly Candidate[] = [],
 ): Promise<boolean> {
@@ -227,7 +230,8 @@ export async function killStep(
     episode: ctx.episode,
     pid: v.pid,
     comm: v.comm,
-    reason,
+    reason: why.reason,
+    triggered: why.triggered,
     oomScoreAdj: v.oomScoreAdj,
     pss: v.memory.pss,
     rss: v.memory.rss,

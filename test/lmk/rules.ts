@@ -177,4 +177,12 @@ t.test('the swap rule: alone, with memory (all / any), and left out without swap
   t.equal(evaluateRules(both, m(GiB / 2, 0, 0), x).enter, true, 'no swap: memory alone decides');
   t.equal(evaluateRules(both, m(GiB / 2, GiB / 2, 8 * GiB), x).ok, false);
   t.equal(evaluateRules(both, m(1.2 * GiB, GiB / 2, 8 * GiB), x).ok, true, 'all: one rule past its hysteresis ends it');
+  // Which rules triggered, for counting: the low ones when the rules say act, critical first when it is reached.
+  t.same(evaluateRules(both, m(GiB / 2, GiB / 2, 8 * GiB), x).triggered, ['memory', 'swap'], 'all: both');
+  t.same(evaluateRules(both, m(GiB / 2, 4 * GiB, 8 * GiB), x).triggered, [], 'all, one low: none');
+  t.same(evaluateRules(any, m(4 * GiB, GiB / 2, 8 * GiB), x).triggered, ['swap'], 'any: the one that is low');
+  const crit = o({ minAvailable: GiB, critical: { stall: 100 } });
+  const stalled = { ...x, fullStallMs: 300 };
+  t.same(evaluateRules(crit, m(4 * GiB, 0, 0), stalled).triggered, ['critical'], 'critical alone');
+  t.same(evaluateRules(crit, m(GiB / 2, 0, 0), stalled).triggered, ['critical', 'memory'], 'critical first');
 });
