@@ -1,7 +1,9 @@
 // `pidfd lmk`: the low-memory killer as a command and a service. Its settings (settings.ts) come from flags and an
 // optional TOML file (config.ts); run.ts runs it. `pidfd lmk status` asks a running one over its status socket.
 import { resolve } from 'node:path';
+import { queryStatus } from '../../service/status';
 import { renderUnit } from '../../service/unit';
+import { mib } from '../format';
 import type { Command } from '../command';
 import { UsageError } from '../command';
 import { loadSettings, runService } from './run';
@@ -71,6 +73,47 @@ function wrap(flag: string, help: string): string[] {
   return lines;
 }
 
+/** Where `pidfd lmk status` looks when --status-socket is not given: the shipped unit's RuntimeDirectory. */
+const STATUS_SOCKET = '/run/pidfd-lmk/status.sock';
+
+/** The status document as the service makes it (run.ts). */
+interface StatusDocument {
+  pid: number;
+  since: string;
+  config: { file: string | null; settings: Record<string, unknown> };
+  headroom: { available: number; total: number; source: string };
+  threshold: number | null;
+  episodes: number;
+  kills: number;
+  kernelOomKills: number;
+  candidates: { pid: number; comm: string; oomScoreAdj: number; size: number; badness: number; protected: boolean }[];
+  lastKills: { pid: number; comm: string; pss: number; bytesFreed: number; deathMs: number; dryRun: boolean }[];
+}
+
+function statusText(d: StatusDocument): string[] {
+  const out = [
+    `pidfd lmk, pid ${d.pid}, running since ${d.since}${d.config.file ? `, config ${d.config.file}` : ''}`,
+    `available ${mib(d.headroom.available)} of ${mib(d.headroom.total)} (${d.headroom.source})` +
+      `${d.threshold !== null ? `, acting below ${mib(d.threshold)}` : ''}`,
+    `episodes ${d.episodes}, kills ${d.kills}, kernel OOM kills ${d.kernelOomKills}`,
+    `candidates, first to die first (${d.candidates.length}):`,
+    ...d.candidates.map(
+      (c) =>
+        `  ${String(c.pid).padStart(7)} ${c.comm.padEnd(16)} adj ${String(c.oomScoreAdj).padStart(5)}  ` +
+        `${mib(c.size).padStart(12)}${c.protected ? '  protected' : ''}`,
+    ),
+    `last kills (${d.lastKills.length}):`,
+    ...d.lastKills.map(
+      (k) =>
+        `  ${String(k.pid).padStart(7)} ${k.comm.padEnd(16)} PSS ${mib(k.pss)}` +
+        (k.dryRun ? ' (dry run)' : `, ${mib(k.bytesFreed)} back, dead after ${k.deathMs.toFixed(1)} ms`),
+    ),
+    'settings:',
+    ...Object.entries(d.config.settings).map(([key, v]) => `  ${key} = ${JSON.stringify(v)}`),
+  ];
+  return out;
+}
+
 /** `pidfd lmk`: the low-memory killer in the foreground, or as a service. */
 export const lmk: Command = {
   name: 'lmk',
@@ -104,7 +147,11 @@ export const lmk: Command = {
     const [sub, ...extra] = ctx.positionals;
     if (sub === 'status') {
       if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`);
-      throw new UsageError('status: not built yet');
+      const socket = typeof ctx.values['status-socket'] === 'string' ? ctx.values['status-socket'] : STATUS_SOCKET;
+      const doc = await queryStatus(socket, 5000);
+      if (ctx.json) ctx.emit(doc);
+      else for (const line of statusText(doc as unknown as StatusDocument)) ctx.print(line);
+      return 0;
     }
     if (sub !== undefined) throw new UsageError(`unexpected argument: ${sub}`);
     const v = ctx.values as Record<string, unknown>;

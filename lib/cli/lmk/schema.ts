@@ -59,7 +59,7 @@ function kindSchema(s: Setting): Record<string, unknown> {
     case 'enum':
       return { enum: [...s.values!] };
     case 'address':
-      return { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):\\d{1,5}$' };
+      return { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:[\\]\\s]*):\\d{1,5}$' };
     default:
       return { type: 'string', minLength: 1 };
   }

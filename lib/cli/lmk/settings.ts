@@ -417,8 +417,10 @@ export function parseValue(s: Setting, raw: unknown, what: string): Value {
         throw new UsageError(`${what} must be ${orList(s.values!)}, not ${JSON.stringify(raw)}`);
       return raw;
     case 'address':
-      if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(raw) || Number(raw.slice(raw.lastIndexOf(':') + 1)) > 65535)
-        throw new UsageError(`${what} must be HOST:PORT (127.0.0.1:9464, [::1]:9464), not ${JSON.stringify(raw)}`);
+      if (!/^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]*):\d{1,5}$/.test(raw) || Number(raw.slice(raw.lastIndexOf(':') + 1)) > 65535)
+        throw new UsageError(
+          `${what} must be HOST:PORT (127.0.0.1:9464, [::1]:9464, :9464 for every address), not ${JSON.stringify(raw)}`,
+        );
       return raw;
     default:
       if (raw === '') throw new UsageError(`${what} must not be empty`);
