@@ -4,6 +4,7 @@
 // own OOM killer is made to act in a second budget, and its kill counted. The textfile is rewritten many times
 // while another process reads it in a tight loop: every read must be one whole document that was written.
 import t, { type Test } from 'tap';
+import { missingTool } from '../helpers/prebuilds';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -67,7 +68,7 @@ const total = (s: Map<string, number>, name: string): number =>
 
 function checkPromtool(t: Test, text: string, what: string): void {
   if (!promtool) {
-    t.pass(`promtool check metrics (${what})`, { skip: 'promtool is not installed (apt-get install prometheus)' });
+    missingTool(t, `promtool check metrics (${what})`, 'apt-get install prometheus');
     return;
   }
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });

@@ -2,6 +2,7 @@
 // in ExecStart alone, `systemd-analyze verify` accepts it (with awkward paths too), and its system-call filter is a
 // deny-list that keeps the four pidfd calls allowed, checked against this host's systemd groups.
 import t from 'tap';
+import { missingTool } from '../helpers/prebuilds';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ const CAPS = ['CAP_KILL', 'CAP_SYS_PTRACE', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
 const noAnalyze =
   analyze.status === 0 ? false : 'systemd-analyze is not installed here (it comes with systemd): cannot verify';
+if (noAnalyze) t.test('systemd-analyze', async (t) => missingTool(t, 'systemd-analyze', 'apt-get install systemd'));
 
 /** The values of `key=` in the unit, in order. */
 const values = (text: string, key: string): string[] =>
