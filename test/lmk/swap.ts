@@ -185,6 +185,17 @@ function reasonSwapFree(reason: string): number {
   return m === null ? NaN : Number(m[1]) * MiB;
 }
 
+/** The next `kill` event; rejects after a guard, so a kill that never comes fails instead of hanging. */
+function untilEvent(lmk: LowMemoryKiller, type: 'kill'): Promise<KillEvent> {
+  return new Promise((resolve, reject) => {
+    const guard = setTimeout(() => reject(new Error(`no ${type} event within 30 s`)), 30_000);
+    lmk.once(type, (e) => {
+      clearTimeout(guard);
+      resolve(e);
+    });
+  });
+}
+
 function killer(g: string, extra: Partial<LowMemoryKillerOptions>): LowMemoryKiller {
   return new LowMemoryKiller({ candidates: { cgroup: g }, memory: { cgroup: g }, reclaim: false, ...extra });
 }
@@ -379,4 +390,57 @@ function main(): void {
     );
     t.ok(alive(hog) && alive(bystander));
   });
+
+  t.test(
+    "the start() loop with 'all': while memory is short and swap is not, timers sample, then it kills",
+    async (t) => {
+      const g = group(t, 'loop');
+      const bystander = await budgetWorker(workers, g, 0, STEP);
+      const hog = await budgetWorker(workers, g, 0, 0);
+      const lmk = killer(g, { minAvailable: MIN_AVAILABLE, minSwapFree: MIN_SWAP_FREE });
+      let samples = 0;
+      const headroom = lmk.headroom.bind(lmk);
+      lmk.headroom = () => {
+        samples++;
+        return headroom();
+      };
+      const log = recordEvents(lmk);
+      lmk.start();
+      t.teardown(() => lmk.stop());
+      await lmk.check();
+      t.equal(lmk.sampling, 'native', 'far from the threshold: the native sampler watches');
+      for (let mib = STEP; mib <= 192; mib += STEP) await hog.ask(`a ${STEP}`, 'anon');
+      await lmk.check();
+      t.ok(lmk.headroom().available < LIMIT / 10, 'at the limit');
+      t.equal(log.filter((x) => x.type === 'kill').length, 0, 'swap has room: no kill');
+      // The memory rule is low already: a sampler armed on it would fire at once, every time it was re-armed.
+      t.equal(lmk.sampling, 'timers', 'the sampler is not armed on a bound that already holds');
+      t.match(lmk.samplingReason, /memory rule/);
+      const n0 = samples;
+      const cpu0 = process.cpuUsage();
+      await sleep(1000);
+      const cpu = process.cpuUsage(cpu0);
+      t.comment(
+        `${samples - n0} measurements and ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms of CPU in 1 s ` +
+          'while waiting on the swap rule',
+      );
+      const killed = untilEvent(lmk, 'kill');
+      for (let mib = 224; mib <= MAX_HOG && alive(hog); mib += STEP) {
+        try {
+          await hog.ask(`a ${STEP}`, 'anon');
+        } catch {
+          break;
+        }
+      }
+      const kill = await killed;
+      t.equal(kill.pid, hog.pid);
+      t.same(await exited(hog.proc), [null, 'SIGKILL'], 'the loop killed the hog');
+      await new Promise((r) => (lmk.pressured ? lmk.once('recovered', r) : r(undefined)));
+      t.match(kill.reason, /swap free [\d.]+ MiB < 256\.0 MiB$/);
+      await lmk.check();
+      t.equal(lmk.sampling, 'native', 'recovered: the sampler watches again');
+      t.ok(alive(bystander));
+      t.equal(readOomKills(g), 0);
+    },
+  );
 }
