@@ -4,7 +4,8 @@
 // although swap has room; with `when: 'all'` and minSwapFree the same workload runs on into swap and is killed
 // once free swap falls below the threshold; the swap rule alone decides on its own (through the CLI); `when:
 // 'any'` acts on the first rule to cross; ranking counts swapped-out memory; the reclaim step pages anonymous
-// memory out to swap.
+// memory out to swap; the start() loop under `when: 'all'` samples with timers, not the native sampler, while only
+// the memory rule is low.
 //
 // Swap is machine-wide: while it is on, every memory cgroup at its limit swaps instead of meeting the kernel's OOM
 // killer, which changes what any test running beside this one measures. So it runs only when asked
