@@ -95,7 +95,7 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
     if (this.#watch === undefined) {
       return typeof this.options.interval === 'number' ? 'a fixed interval was asked for' : 'no minAvailable rule';
     }
-    return this.#watch.unsupported;
+    return this.#watch.unsupported ?? this.#watch.paused;
   }
 
   /** Episodes so far. */
@@ -245,8 +245,13 @@ export class LowMemoryKiller extends EventEmitter<LowMemoryKillerEvents> {
         total: m.total,
       } satisfies RecoveredEvent);
     }
-    if (this.#watch !== undefined && !this.#pressured && r.threshold !== undefined && this.#running)
-      this.#watch.arm(m, r.threshold);
+    if (this.#watch !== undefined && !this.#pressured && r.threshold !== undefined && this.#running) {
+      // With `when: 'all'` the memory rule can be low while another (free swap, PSI) is not: a sampler armed on
+      // it would find its bound already crossed and fire at once on every re-arming, a busy loop. What the
+      // killer waits for then is another rule, so its timer samples, at the period the rules' distance gives.
+      if (m.available < r.threshold) this.#watch.pause('the memory rule is low already: waiting on the other rules');
+      else this.#watch.arm(m, r.threshold);
+    }
     // With the sampler watching, the killer's own sample is the backstop for what it does not watch (swap, a
     // critical level, a headroom that moved by other terms): the longest period is enough.
     this.#delay =

@@ -18,6 +18,8 @@ export class HeadroomWatch {
   #ref: boolean;
   /** Why there is no sampler (the killer samples with timers), once `arm` tried. */
   unsupported: string | undefined;
+  /** Why the sampler is paused (the killer samples with timers until the next `arm`). */
+  paused: string | undefined;
 
   constructor(limit: { min: number; max: number }, ref: boolean, onCross: () => void) {
     this.#limit = limit;
@@ -33,6 +35,7 @@ export class HeadroomWatch {
   /** Arms the sampler for the headroom just measured and the threshold in bytes. */
   arm(m: MemoryHeadroom, threshold: number): void {
     if (this.unsupported !== undefined) return;
+    this.paused = undefined;
     // The counter that moves this headroom, and the value of it at which the headroom reaches the threshold: the
     // other terms (the limit, inactive file pages) are taken as they are now; the killer's own measurement on
     // the wake-up is exact, and its timer still samples everything at the longest period.
@@ -78,6 +81,12 @@ export class HeadroomWatch {
       // A runtime without the thread: timers from now on. Anything else (EMFILE...): try again at the next arming.
       if (code === 'ERR_PIDFD_UNSUPPORTED') this.unsupported = (err as Error).message;
     }
+  }
+
+  /** Stops sampling until the next `arm`, saying why. */
+  pause(reason: string): void {
+    this.close();
+    this.paused = reason;
   }
 
   close(): void {
