@@ -54,16 +54,24 @@ function parseEnv(text: string): Map<string, string> {
   return m;
 }
 
-/** Resolves once the process with this pid is gone (its pidfd reports it), or at once if it already is. */
-async function gone(pid: number): Promise<void> {
+/** Whether the process with this pid is gone or goes (its pidfd reports it); the guard turns a survivor into a
+ *  failed assertion rather than a hung test (SIGKILL to its group was sent before the hook resolved). */
+async function gone(pid: number): Promise<boolean> {
   let p: PidFd;
   try {
     p = PidFd.open(pid);
   } catch {
-    return; // ESRCH: gone
+    return true; // ESRCH: gone
   }
-  await p.waitExit();
-  p.close();
+  try {
+    await p.waitExit({ timeout: 20_000 });
+    return true;
+  } catch {
+    process.kill(pid, 'SIGKILL');
+    return false;
+  } finally {
+    p.close();
+  }
 }
 
 t.test('runHook: status, output of both streams, stdin at end-of-file, a process group of its own', async (t) => {
@@ -94,8 +102,7 @@ t.test('runHook: SIGKILL to the whole process group at the timeout', async (t) =
   t.equal(r.status, null);
   t.ok(r.ms >= TIMEOUT, `ended after ${r.ms.toFixed(0)} ms (>= ${TIMEOUT})`);
   const bg = Number(readFileSync(pidFile, 'utf8'));
-  await gone(bg);
-  t.pass(`the background sleep (${bg}) of its group died too`);
+  t.ok(await gone(bg), `the background sleep (${bg}) of its group died too`);
 });
 
 t.test('runHook: a detached background process does not hold it; an abort kills it', async (t) => {
@@ -204,8 +211,7 @@ if (!memoryV1Root()) {
     t.same(await died, [null, 'SIGKILL']);
     t.equal(k.preKillResult, 'timeout');
     t.ok(k.preKillMs! >= TIMEOUT, `the kill waited ${k.preKillMs!.toFixed(0)} ms (>= ${TIMEOUT})`);
-    await gone(Number(readFileSync(pidFile, 'utf8')));
-    t.pass("the hook's background sleep died with its group");
+    t.ok(await gone(Number(readFileSync(pidFile, 'utf8'))), "the hook's background sleep died with its group");
     await lmk.stop();
     t.equal(results[0]?.aborted, true, 'the command was ended by the killer');
     t.same(
