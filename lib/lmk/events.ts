@@ -97,8 +97,9 @@ export interface PreKillVictim {
   oomScoreAdj: number;
   /** Its memory when it was listed (a copy of the candidate's). */
   memory: MemoryInfo;
-  /** Why the episode acts (the `pressure` event's reason). */
+  /** Why the episode acts: the measurement in words, and the rules that said act (`critical` first). */
   reason: string;
+  triggered: PressureRule[];
   /** The kill mode asked for (the one applied is the `kill` event's: memory.oom.group may widen it). */
   killMode: KillMode;
 }

@@ -9,6 +9,7 @@ import { readChecked } from '../procfs';
 import type { Candidate } from './candidates';
 import type { PreKillResult, PreKillVictim } from './events';
 import { criticalLevel } from './kill';
+import type { PressureRule } from './rules';
 import type { EpisodeContext } from './steps';
 
 // How often the wait looks at the headroom while a hook runs (as the graceful kill's wait does).
@@ -33,7 +34,7 @@ export function victimTexts(v: Candidate): { cmdline: string[]; cgroup: string |
 export function preKillVictim(
   ctx: EpisodeContext,
   v: Candidate,
-  reason: string,
+  why: { reason: string; triggered: readonly PressureRule[] },
   texts: { cmdline: string[]; cgroup: string | undefined },
 ): PreKillVictim {
   return {
@@ -44,7 +45,8 @@ export function preKillVictim(
     cgroup: texts.cgroup,
     oomScoreAdj: v.oomScoreAdj,
     memory: { ...v.memory },
-    reason,
+    reason: why.reason,
+    triggered: [...why.triggered],
     killMode: ctx.options.killMode ?? 'process',
   };
 }

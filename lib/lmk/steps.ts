@@ -266,7 +266,7 @@ export async function killStep(
   }
   const pre: { hook?: Awaited<ReturnType<typeof runPreKill>> } = {};
   const k = await killVictim(ctx, v, spare, async () => {
-    pre.hook = await runPreKill(ctx, v, preKillVictim(ctx, v, why.reason, texts));
+    pre.hook = await runPreKill(ctx, v, preKillVictim(ctx, v, why, texts));
   });
   if (k === undefined) return false; // nothing signalled: the victim exited meanwhile, its memory is coming back
   const { t0, ...outcome } = k;

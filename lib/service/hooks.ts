@@ -164,7 +164,11 @@ export const HOOK_ENV = {
   PIDFD_LMK_PSS: { hooks: ['pre-kill', 'post-kill'], text: "the victim's PSS when chosen, bytes" },
   PIDFD_LMK_RSS: { hooks: ['pre-kill', 'post-kill'], text: "the victim's RSS when chosen, bytes" },
   PIDFD_LMK_OOM_SCORE_ADJ: { hooks: ['pre-kill', 'post-kill'], text: "the victim's oom_score_adj" },
-  PIDFD_LMK_REASON: { hooks: ['pre-kill', 'post-kill'], text: 'why the episode acts' },
+  PIDFD_LMK_REASON: { hooks: ['pre-kill', 'post-kill'], text: 'why the episode acts, in words' },
+  PIDFD_LMK_TRIGGERED: {
+    hooks: ['pre-kill', 'post-kill'],
+    text: 'the rules that said act (memory, swap, psi, critical), critical first',
+  },
   PIDFD_LMK_KILL_MODE: {
     hooks: ['pre-kill', 'post-kill'],
     text: 'pre-kill: the kill mode asked for; post-kill: the one applied (process, group, tree, cgroup)',
@@ -209,7 +213,10 @@ const int = (n: number): string => String(Math.round(n));
 /** The victim's part, the same in both hooks. */
 function victimEnv(
   hook: 'pre-kill' | 'post-kill',
-  v: Pick<PreKillVictim, 'episode' | 'pid' | 'comm' | 'cmdline' | 'cgroup' | 'oomScoreAdj' | 'reason' | 'killMode'>,
+  v: Pick<
+    PreKillVictim,
+    'episode' | 'pid' | 'comm' | 'cmdline' | 'cgroup' | 'oomScoreAdj' | 'reason' | 'triggered' | 'killMode'
+  >,
   pss: number,
   rss: number,
 ): Record<VictimEnvName, string> {
@@ -224,6 +231,7 @@ function victimEnv(
     PIDFD_LMK_RSS: int(rss),
     PIDFD_LMK_OOM_SCORE_ADJ: String(v.oomScoreAdj),
     PIDFD_LMK_REASON: v.reason,
+    PIDFD_LMK_TRIGGERED: v.triggered.join(' '),
     PIDFD_LMK_KILL_MODE: v.killMode,
   };
 }

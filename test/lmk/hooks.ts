@@ -129,6 +129,8 @@ function main(): void {
       t.equal(given?.cgroup, k.victimCgroup);
       t.equal(given?.killMode, 'process');
       t.equal(given?.reason, k.reason);
+      t.same(given?.triggered, k.triggered);
+      t.same(given?.triggered, ['memory'], 'the minAvailable rule said act');
       t.equal(given?.memory.rss, k.rss);
       t.notOk('pidfd' in (given ?? {}), 'the pidfd is not handed out');
       t.same(

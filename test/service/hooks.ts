@@ -184,6 +184,7 @@ if (!memoryV1Root()) {
     t.equal(env.get('PIDFD_LMK_CMDLINE'), k.cmdline.join(' '));
     t.equal(env.get('PIDFD_LMK_CGROUP'), k.victimCgroup);
     t.equal(env.get('PIDFD_LMK_REASON'), k.reason);
+    t.equal(env.get('PIDFD_LMK_TRIGGERED'), 'memory');
     t.equal(env.get('PIDFD_LMK_KILL_MODE'), 'process');
     t.equal(env.get('PIDFD_LMK_RSS'), String(Math.round(k.rss)));
     t.equal(env.get('PIDFD_LMK_KILLED'), undefined, 'no post-kill variable before the kill');
@@ -268,6 +269,7 @@ if (!memoryV1Root()) {
       PIDFD_LMK_RSS: String(Math.round(k.rss)),
       PIDFD_LMK_OOM_SCORE_ADJ: String(k.oomScoreAdj),
       PIDFD_LMK_REASON: k.reason,
+      PIDFD_LMK_TRIGGERED: k.triggered.join(' '),
       PIDFD_LMK_KILL_MODE: k.killMode,
       PIDFD_LMK_KILLED: k.killed.map((x) => x.pid).join(' '),
       PIDFD_LMK_HELD: String(Math.round(k.held)),
@@ -297,6 +299,7 @@ t.test('PostKillRunner: one command at a time, in order, a bounded queue, no dry
       pid,
       comm: 'x',
       reason: 'r',
+      triggered: ['memory'],
       oomScoreAdj: 0,
       pss: 0,
       rss: 0,
@@ -354,6 +357,7 @@ t.test('PostKillRunner: one command at a time, in order, a bounded queue, no dry
       oomScoreAdj: 3,
       memory: { pss: 1.4, rss: 2.6 } as never,
       reason: 'why',
+      triggered: ['critical', 'memory'],
       killMode: 'tree',
     }),
     {
@@ -367,6 +371,7 @@ t.test('PostKillRunner: one command at a time, in order, a bounded queue, no dry
       PIDFD_LMK_RSS: '3',
       PIDFD_LMK_OOM_SCORE_ADJ: '3',
       PIDFD_LMK_REASON: 'why',
+      PIDFD_LMK_TRIGGERED: 'critical memory',
       PIDFD_LMK_KILL_MODE: 'tree',
     },
   );
