@@ -41,6 +41,8 @@ export type {
   KillEvent,
   KilledProcess,
   KernelOomEvent,
+  PreKillResult,
+  PreKillVictim,
 } from './lmk';
 export type {
   Pressure,

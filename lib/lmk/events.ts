@@ -1,4 +1,5 @@
 // The events of LowMemoryKiller and what each listener gets.
+import type { MemoryInfo } from '../memory';
 import type { PressureEvent } from '../pressure';
 import type { KillMode } from './options';
 import type { PressureRule } from './rules';
@@ -75,6 +76,48 @@ export interface KilledProcess {
 }
 
 /**
+ * What `preKill` is told of the victim, read through its pidfd once it was chosen (the pidfd itself stays the
+ * killer's: the hook cannot signal through it, nor keep it past the kill).
+ *
+ * @example
+ * const lmk = new LowMemoryKiller({
+ *   candidates: { cgroup: dir }, minAvailable: '10%',
+ *   preKill: (v: PreKillVictim) => console.log(`about to kill ${v.comm} (${v.pid}) ${v.cmdline.join(' ')}: ${v.reason}`),
+ * });
+ */
+export interface PreKillVictim {
+  episode: number;
+  pid: number;
+  comm: string;
+  /** Its command line, split at the NULs (empty for a kernel thread or a process that cleared it). */
+  cmdline: string[];
+  /** Its cgroup path as /proc/<pid>/cgroup shows it: the cgroup v2 one, or the v1 memory one where the v2 path is
+   *  the root; undefined if neither is known. */
+  cgroup: string | undefined;
+  oomScoreAdj: number;
+  /** Its memory when it was listed (a copy of the candidate's). */
+  memory: MemoryInfo;
+  /** Why the episode acts: the measurement in words, and the rules that said act (`critical` first). */
+  reason: string;
+  triggered: PressureRule[];
+  /** The kill mode asked for (the one applied is the `kill` event's: memory.oom.group may widen it). */
+  killMode: KillMode;
+}
+
+/**
+ * How the `preKill` hook went: `ok` (it returned or resolved in time), `failed` (it threw or rejected: the error
+ * went to the `error` event), `timeout` (still running at `preKillTimeout`), `critical` (the wait ended because
+ * available memory fell below the critical level).
+ *
+ * @example
+ * lmk.on('kill', (e) => {
+ *   const r: PreKillResult | undefined = e.preKillResult;
+ *   if (r !== undefined && r !== 'ok') console.warn(`preKill ${r} after ${e.preKillMs!.toFixed(0)} ms`);
+ * });
+ */
+export type PreKillResult = 'ok' | 'failed' | 'timeout' | 'critical';
+
+/**
  * Emitted for each kill (or, with dryRun, each kill it would have made).
  *
  * @example
@@ -93,14 +136,23 @@ export interface KillEvent {
   oomScoreAdj: number;
   pss: number;
   rss: number;
+  /** The victim's command line, read when it was chosen (before any hook and any signal). */
+  cmdline: string[];
+  /** The victim's cgroup path, as `PreKillVictim.cgroup` (`cgroup` below is the directory a cgroup kill took). */
+  victimCgroup: string | undefined;
   /** Available memory after minus before the kill, measured: the memory regained. */
   bytesFreed: number;
   /** ms from the first signal (SIGKILL, or the graceful signal) to every killed process's pidfd reporting its
    *  death. */
   deathMs: number;
   /** ms from the measurement that started the episode to the first signal: the time spent deciding (listing and
-   *  ranking the candidates, and the reclaim and trim steps when they ran). */
+   *  ranking the candidates, and the reclaim and trim steps and the preKill hook when they ran). */
   decisionMs: number;
+  /** How the `preKill` hook went (undefined: no hook, or a dry run). */
+  preKillResult: PreKillResult | undefined;
+  /** ms the kill waited for the `preKill` hook: what the hook took, or up to `preKillTimeout` (at least that
+   *  when `preKillResult` is `timeout`). Undefined without a hook. */
+  preKillMs: number | undefined;
   /** ms from the first signal until the memory was measured back: the deaths (and, for a cgroup kill, the group
    *  empty), when the kernel has freed what they held. */
   memoryMs: number;

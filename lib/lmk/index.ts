@@ -6,6 +6,8 @@ export type {
   KillEvent,
   KilledProcess,
   LowMemoryKillerEvents,
+  PreKillResult,
+  PreKillVictim,
   PressureStartEvent,
   ReclaimEvent,
   RecoveredEvent,

@@ -74,15 +74,18 @@ export function sparedPids(spare: readonly Candidate[]): Set<number> {
 
 /**
  * Kills the victim's set (see the top of this file); resolves to what was done, or undefined when nothing was
- * signalled (the victim had exited, so its pid may already be a stranger's, or it is one of the spared).
+ * signalled (the victim had exited, so its pid may already be a stranger's, or it is one of the spared). `before`
+ * (the preKill hook's wait) runs once the victim is known to be killable, before its set is read and signalled.
  */
 export async function killVictim(
   ctx: EpisodeContext,
   v: Candidate,
   spare: readonly Candidate[],
+  before?: () => Promise<unknown>,
 ): Promise<KillOutcome | undefined> {
   const spared = sparedPids(spare);
   if (spared.has(v.pid) || v.pidfd.exited) return undefined;
+  if (before !== undefined) await before();
   const scope = resolveScope(ctx, v);
   if (v.pidfd.exited) return undefined; // the scope was read from a process that is gone: trust none of it
   const o = ctx.options;
@@ -181,15 +184,16 @@ function heldBytes(v: Candidate, killed: readonly KilledProcess[]): number {
   return killed.reduce((sum, k) => sum + (k.pid === v.pid ? v.memory.pss : k.rss), 0);
 }
 
-/** The level below which a graceful kill escalates at once: options.graceful.critical, else half of
- *  minAvailable; undefined when neither is set. */
-function criticalLevel(ctx: EpisodeContext): number | undefined {
+/** The level below which a graceful kill escalates at once (and the preKill wait ends, `always`):
+ *  options.graceful.critical, else half of minAvailable; undefined when neither is set, or without `graceful`
+ *  unless `always`. */
+export function criticalLevel(ctx: EpisodeContext, always = false): number | undefined {
   const g = ctx.options.graceful;
-  if (g === undefined) return undefined;
-  const level = g.critical ?? ctx.options.minAvailable;
+  if (g === undefined && !always) return undefined;
+  const level = g?.critical ?? ctx.options.minAvailable;
   if (level === undefined) return undefined;
   const bytes = toBytes(level, ctx.headroom().total);
-  return g.critical === undefined ? bytes / 2 : bytes;
+  return g?.critical === undefined ? bytes / 2 : bytes;
 }
 
 /** Waits for every member's death, the deadline, or the critical level, whichever comes first. */

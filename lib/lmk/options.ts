@@ -5,6 +5,7 @@ import type { PressureResource, WatchPressureOptions } from '../pressure';
 import { toSignalNumber } from '../signals';
 import { invalidType, invalidValue, outOfRange, validateBoolean, validateObject, validateTimeout } from '../validate';
 import type { Candidate } from './candidates';
+import type { PreKillVictim } from './events';
 
 /**
  * Who may be acted on: a function listing pids or PidFds, a cgroup (v1 or v2 directory), or the children of a
@@ -100,6 +101,34 @@ export interface LowMemoryKillerOptions {
     /** ms to wait for memory to come back (default 1000). */
     deadline?: number;
   };
+  /**
+   * Called once the victim is chosen, before its first signal (and before its group, tree or cgroup is listed):
+   * to log it, save its state, tell its owner. The kill waits for the hook up to `preKillTimeout` ms, and no
+   * longer: a hook that throws or rejects is reported through the `error` event (`ERR_PIDFD_LMK_PRE_KILL`) and the
+   * kill goes on; one that hangs is left running, its `signal` aborted. The wait also ends at once when the
+   * victim exits (nothing is signalled then, and no `kill` event follows) or when available memory falls below
+   * the critical level of `graceful.critical` (default half of minAvailable, with or without `graceful`): a hook
+   * must never be the reason the kernel's OOM killer fires. The `kill` event says how it went (`preKillResult`,
+   * `preKillMs`). Not called with `dryRun`. The hook runs on the killer's own thread: keep blocking work in
+   * another process.
+   *
+   * @example
+   * const lmk = new LowMemoryKiller({
+   *   candidates: { cgroup: dir }, minAvailable: '10%', preKillTimeout: 500,
+   *   preKill: async (v, signal) => {
+   *     await fetch(`http://127.0.0.1:8080/dying/${v.pid}`, { method: 'POST', signal }); // tell its owner
+   *   },
+   * });
+   * lmk.on('error', (err) => console.error(err.message)); // a failed hook lands here; the kill still happens
+   */
+  preKill?: (victim: PreKillVictim, signal: AbortSignal) => void | Promise<void>;
+  /**
+   * ms the kill waits for `preKill` (default 2000).
+   *
+   * @example
+   * const lmk = new LowMemoryKiller({ candidates: { cgroup: dir }, minAvailable: '10%', preKill, preKillTimeout: 250 });
+   */
+  preKillTimeout?: number;
   /** ms to wait for a victim's death (default 5000). */
   killTimeout?: number;
   /** @deprecated Ignored: the wait after a kill ends when the killed processes are gone (their pidfds say so),
@@ -207,6 +236,9 @@ export function validateOptions(options: LowMemoryKillerOptions): void {
     // 0 would be a busy loop: a sample every millisecond is the floor.
     if (iv !== undefined && iv < 1) throw outOfRange('options.interval', '>= 1 (ms)', iv);
   }
+  if (options.preKill !== undefined && typeof options.preKill !== 'function')
+    throw invalidType('options.preKill', 'a function', options.preKill);
+  validateTimeout(options.preKillTimeout, 'options.preKillTimeout');
   validateTimeout(options.killTimeout, 'options.killTimeout');
   validateTimeout(options.memoryTimeout, 'options.memoryTimeout');
   if (options.reclaim !== undefined && options.reclaim !== false) {

@@ -11,6 +11,7 @@ import type { KillEvent, LowMemoryKillerEvents, ReclaimEvent, TrimEvent } from '
 import { killVictim } from './kill';
 import { matchCandidate } from './match';
 import { LowMemoryKillerOptions, toBytes } from './options';
+import { preKillVictim, runPreKill, victimTexts } from './pre-kill';
 import type { PressureRule } from './rules';
 
 /** One measurement of the killer's state (`low`: act now). */
@@ -216,7 +217,8 @@ export async function trimStep(ctx: EpisodeContext, ranked: Candidate[]): Promis
 
 /**
  * Kills one victim with its set (options.killMode; see kill.ts), never touching `spare` (the protected
- * candidates), and waits for the deaths and the memory; resolves to whether a kill was made.
+ * candidates), after the preKill hook (pre-kill.ts), and waits for the deaths and the memory; resolves to whether
+ * a kill was made.
  */
 export async function killStep(
   ctx: EpisodeContext,
@@ -226,6 +228,7 @@ export async function killStep(
   spare: readonly Candidate[] = [],
 ): Promise<boolean> {
   if (v.pid === process.pid || v.pid === 1) return false; // never; the listing already leaves them out
+  const texts = victimTexts(v);
   const base = {
     episode: ctx.episode,
     pid: v.pid,
@@ -235,12 +238,16 @@ export async function killStep(
     oomScoreAdj: v.oomScoreAdj,
     pss: v.memory.pss,
     rss: v.memory.rss,
+    cmdline: texts.cmdline,
+    victimCgroup: texts.cgroup,
   };
   if (ctx.dryRun) {
     ctx.emit('kill', {
       ...base,
       bytesFreed: 0,
       decisionMs: performance.now() - ctx.startedAt,
+      preKillResult: undefined,
+      preKillMs: undefined,
       deathMs: 0,
       memoryMs: 0,
       regained: false,
@@ -257,7 +264,10 @@ export async function killStep(
     } satisfies KillEvent);
     return true;
   }
-  const k = await killVictim(ctx, v, spare);
+  const pre: { hook?: Awaited<ReturnType<typeof runPreKill>> } = {};
+  const k = await killVictim(ctx, v, spare, async () => {
+    pre.hook = await runPreKill(ctx, v, preKillVictim(ctx, v, why, texts));
+  });
   if (k === undefined) return false; // nothing signalled: the victim exited meanwhile, its memory is coming back
   const { t0, ...outcome } = k;
   const now = measureAfter(ctx, before, k.held, t0);
@@ -266,6 +276,9 @@ export async function killStep(
     ...outcome,
     bytesFreed: now.m.available - before.available,
     decisionMs: t0 - ctx.startedAt,
+    // 'exited' cannot get here: a victim gone during the hook is not signalled (killVictim resolves undefined).
+    preKillResult: pre.hook?.result === 'exited' ? undefined : pre.hook?.result,
+    preKillMs: pre.hook?.ms,
     memoryMs: now.ms,
     regained: now.regained,
     released: k.killed.find((x) => x.pid === v.pid)?.released,
