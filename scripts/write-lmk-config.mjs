@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Writes what the settings table of `pidfd lmk` (lib/cli/lmk/settings.ts) publishes: config/lmk.schema.json (the
-// config file's JSON Schema), config/lmk.toml (an example with every key) and the settings reference in
-// docs/low-memory-killer.md (between its lmk-settings markers). Run after changing a setting (needs dist/: npm run
+// config file's JSON Schema), config/lmk.toml (an example with every key), and in docs/low-memory-killer.md the
+// settings reference and the hooks' environment (lib/service/hooks.ts HOOK_ENV), each between its markers. Run after changing a setting (needs dist/: npm run
 // build:ts); test/cli/lmk-config.ts fails while a copy is stale.
 //
 //   node scripts/write-lmk-config.mjs [--check]   (--check: exit 1 if a file would change, write nothing)
@@ -13,20 +13,37 @@ import { fileURLToPath } from 'node:url';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const { configSchema, exampleToml, referenceMarkdown } = require(join(ROOT, 'dist', 'cli', 'lmk', 'schema.js'));
+const { HOOK_ENV } = require(join(ROOT, 'dist', 'service', 'hooks.js'));
 
-const BEGIN = '<!-- lmk-settings: written by scripts/write-lmk-config.mjs -->';
-const END = '<!-- /lmk-settings -->';
+const SECTIONS = {
+  'lmk-settings': () => referenceMarkdown(),
+  'lmk-hook-env': () =>
+    [
+      '| variable | hooks | what it holds |',
+      '| --- | --- | --- |',
+      ...Object.entries(HOOK_ENV).map(([name, { hooks, text }]) => `| \`${name}\` | ${hooks.join(', ')} | ${text} |`),
+    ].join('\n') + '\n',
+};
+
+/** The doc with each marked section written anew. */
+function withSections(doc) {
+  for (const [name, make] of Object.entries(SECTIONS)) {
+    const begin = `<!-- ${name}: written by scripts/write-lmk-config.mjs -->`;
+    const end = `<!-- /${name} -->`;
+    const a = doc.indexOf(begin);
+    const b = doc.indexOf(end);
+    if (a < 0 || b < a) throw new Error(`docs/low-memory-killer.md has no ${begin} ... ${end} section`);
+    doc = `${doc.slice(0, a + begin.length)}\n${make()}${doc.slice(b)}`;
+  }
+  return doc;
+}
 
 export function expected() {
   const docPath = join(ROOT, 'docs', 'low-memory-killer.md');
-  const doc = readFileSync(docPath, 'utf8');
-  const a = doc.indexOf(BEGIN);
-  const b = doc.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`docs/low-memory-killer.md has no ${BEGIN} ... ${END} section`);
   return {
     [join(ROOT, 'config', 'lmk.schema.json')]: `${JSON.stringify(configSchema(), null, 2)}\n`,
     [join(ROOT, 'config', 'lmk.toml')]: exampleToml(),
-    [docPath]: `${doc.slice(0, a + BEGIN.length)}\n${referenceMarkdown()}${doc.slice(b)}`,
+    [docPath]: withSections(readFileSync(docPath, 'utf8')),
   };
 }
 

@@ -2,6 +2,8 @@
 // each hook gets (HOOK_ENV lists it), the pre-kill command as the killer's preKill, and the post-kill runner that
 // never delays the killer.
 import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { KillEvent, PreKillVictim } from '../lmk/events';
 import { codedError } from '../errors';
@@ -113,6 +115,7 @@ export function runHook(
       });
       return;
     }
+    unprotect(child.pid);
     const keep = (b: Buffer): void => {
       const room = OUTPUT_LIMIT - size;
       if (b.length > room) truncated = true;
@@ -139,6 +142,28 @@ export function runHook(
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * A hook is an ordinary process, not the killer: it must not inherit the killer's oom_score_adj -1000 (the kernel
+ * would never pick it, while it allocates under the very shortage) nor its nice -20. Both are raised to the
+ * defaults, which needs no privilege, right after the spawn (an unreaped child: its pid is still its own), before
+ * the shell has read its command; a value already above the default is left as it is (lowering it would need a
+ * privilege the hook should not have).
+ */
+function unprotect(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    if (Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'latin1')) < 0)
+      writeFileSync(`/proc/${pid}/oom_score_adj`, '0');
+  } catch {
+    /* it has exited already */
+  }
+  try {
+    if (getPriority(pid) < 0) setPriority(pid, 0);
+  } catch {
+    /* it has exited already */
+  }
 }
 
 /**

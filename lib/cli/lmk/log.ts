@@ -115,7 +115,8 @@ export function humanText(rec: LogRecord): string {
         ? `  would kill ${r.pid} (${r.comm}, oom_score_adj ${r.oomScoreAdj}, PSS ${mib(r.pss)})${dry}`
         : `  killed ${r.pid} (${r.comm}, oom_score_adj ${r.oomScoreAdj}, PSS ${mib(r.pss)}): dead after ` +
             `${ms(r.deathMs)}, ${mib(r.bytesFreed)} back after ${ms(r.memoryMs)}` +
-            `${r.released === undefined ? '' : `, release() ${r.released}`}`;
+            `${r.released === undefined ? '' : `, release() ${r.released}`}` +
+            `${r.preKillResult === undefined ? '' : `, pre-kill ${r.preKillResult} after ${ms(r.preKillMs ?? 0)}`}`;
     }
     case 'recovered': {
       const r = rec as unknown as RecoveredEvent;

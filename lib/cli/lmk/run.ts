@@ -3,6 +3,7 @@
 // report, and SIGHUP to re-read the config file (a bad file is reported and the running settings stay).
 import type { Server } from 'node:net';
 import { LowMemoryKiller, readPressure } from '../../index';
+import { type HookResult, PostKillRunner, preKillCommand } from '../../service/hooks';
 import { LmkMetrics, type MetricsFileWriter, serveMetrics, startMetricsFile } from '../../service/metrics';
 import { prewarm, selfProtect } from '../../service/protect';
 import { serveStatus } from '../../service/status';
@@ -63,6 +64,7 @@ class Service {
   #metricsFile: MetricsFileWriter | undefined;
   #reportTimer: NodeJS.Timeout | undefined;
   #reloading: Promise<void> = Promise.resolve();
+  #postKill: PostKillRunner | undefined;
   readonly #since = new Date().toISOString();
   // Counts of the killers replaced by reloads (each killer counts from its own start).
   #before = { episodes: 0, kills: 0, kernelOomKills: 0 };
@@ -96,9 +98,46 @@ class Service {
     this.#log(r);
   }
 
-  /** A killer whose every event becomes a record. */
+  /** A hook's run as a record. */
+  #hookRecord(hook: string, pid: number, r: HookResult): void {
+    this.record({
+      event: 'hook',
+      hook,
+      pid,
+      ok: r.error === undefined && r.status === 0,
+      status: r.status,
+      signal: r.signal,
+      timedOut: r.timedOut,
+      aborted: r.aborted,
+      ms: r.ms,
+      output: r.output,
+    });
+  }
+
+  /** A killer whose every event becomes a record, with the hooks the settings name. */
   #make(options: Loaded['options']): LowMemoryKiller {
-    const k = new LowMemoryKiller(options);
+    const v = this.#view;
+    const pre = v.get<string>('pre-kill');
+    const k = new LowMemoryKiller(
+      pre === undefined
+        ? options
+        : {
+            ...options,
+            preKill: preKillCommand(pre, (r, victim) => this.#hookRecord('pre-kill', victim.pid, r)),
+            preKillTimeout: v.get<number>('pre-kill-timeout') ?? 2000,
+          },
+    );
+    const post = v.get<string>('post-kill');
+    // The runner of the previous settings finishes its queue; the new one takes the kills from now on.
+    this.#postKill =
+      post === undefined
+        ? undefined
+        : new PostKillRunner(post, v.get<number>('post-kill-timeout') ?? 10_000, {
+            onDone: (r, e) => this.#hookRecord('post-kill', e.pid, r),
+            onDrop: (e) => this.record({ event: 'error', message: `post-kill for ${e.pid} dropped: 16 already wait` }),
+          });
+    const runner = this.#postKill;
+    if (runner !== undefined) k.on('kill', (e) => runner.push(e));
     for (const event of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'kernel-oom'] as const)
       k.on(event, (e: object) => this.record({ event, ...e }));
     k.on('kill', () => this.#kills++);
@@ -251,6 +290,7 @@ class Service {
     await this.#reloading;
     clearInterval(this.#reportTimer);
     await this.#killer.stop();
+    await this.#postKill?.idle();
     await this.#metricsFile?.stop();
     await Promise.all(this.#servers.map((s) => new Promise((r) => s.close(r))));
     this.record({ event: 'stop', episodes: this.#counts().episodes });
