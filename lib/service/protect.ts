@@ -106,7 +106,6 @@ function protectLock(): ProtectMeasure {
  * Call it before `killer.start()`, so that the threads the killer starts inherit the nice value.
  *
  * @example
- * import { selfProtect } from 'pidfd';
  * for (const m of selfProtect({ lock: true })) {
  *   console.log(`${m.measure}: ${m.before} -> ${m.now}${m.done ? '' : ` (not done: ${m.code})`}`);
  * }
@@ -148,7 +147,7 @@ export interface PrewarmResult {
  * after `selfProtect({ lock: true })`, locked) pages. Call it after `selfProtect()` and before `killer.start()`.
  *
  * @example
- * import { LowMemoryKiller, prewarm } from 'pidfd';
+ * // lib/service/protect.ts is the CLI's (pidfd lmk); not exported from the package root
  * const killer = new LowMemoryKiller({ candidates: { cgroup: '/sys/fs/cgroup/workers' }, minAvailable: '10%' });
  * const { candidates, ms } = await prewarm(killer);
  * killer.start();
