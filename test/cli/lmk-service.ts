@@ -4,13 +4,14 @@
 import t from 'tap';
 import { missingTool } from '../helpers/prebuilds';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli, startCli } from '../helpers/cli';
 import { ended } from '../helpers/lines';
 import { until } from '../helpers/procs';
+import { readableCopy } from '../helpers/readable-copy';
 import { makeV1MemoryGroup, memoryV1Root, removeAllGroups, Worker } from '../helpers/mem-helpers';
 
 const MiB = 2 ** 20;
@@ -246,3 +247,27 @@ t.test(
     t.same(await ended(run.child), [0, null]);
   },
 );
+
+t.test('as uid 65534 it starts, says what it could not set, and still decides', async (t) => {
+  const { node, dir: copy } = readableCopy([]);
+  t.teardown(() => rmSync(copy, { recursive: true, force: true }));
+  // The shell's child sleeps; exec makes the shell the killer, so the sleeper is the killer's own child.
+  const script = `sleep 100 >/dev/null 2>&1 & exec ${node} ${join(copy, 'bin', 'pidfd.js')} lmk --children-of $$ --min-available 100% --dry-run --once --json`;
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/bin/sh', '-c', script], {
+    encoding: 'utf8',
+    cwd: '/',
+  });
+  if (r.error) return t.fail(`setpriv could not run: ${r.error.message}`);
+  t.equal(r.status, 0, r.stderr);
+  const records = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const protect = Object.fromEntries(records.filter((x) => x.event === 'protect').map((x) => [x.what, x]));
+  t.match(protect['oom-score-adj'], { asked: -1000, done: false, code: 'EACCES' }, 'oom_score_adj: EACCES, said');
+  t.match(protect.nice, { asked: -20, done: false, code: 'EACCES' }, 'nice: EACCES, said');
+  t.match(protect.lock, { done: false }, `lock: ${protect.lock?.code}, said`);
+  const kill = records.find((x) => x.event === 'kill');
+  t.match(kill, { comm: 'sleep', dryRun: true }, 'and it decided: its own child, in dry run');
+  spawnSync('kill', [String(kill?.pid)]);
+});

@@ -28,14 +28,21 @@ function othersCanRun(file: string): boolean {
 
 /**
  * The package as a fixture requires it (`../..` from test/fixtures/): dist/, the addon node-gyp-build picks
- * (build/Release first, then prebuilds/) and its one runtime dependency, plus `fixtures` (paths relative to the
+ * (build/Release first, then prebuilds/), the loader and bin/pidfd.js with what the CLI loads, plus `fixtures` (paths relative to the
  * checkout, e.g. test/fixtures/x.js), copied to a new directory under the temporary directory, with a Node
  * executable others can run. Returns the Node and the directory (the caller removes it).
  */
 export function readableCopy(fixtures: string[]): { node: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-readable-'));
   copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
-  const parts = ['dist', join('build', 'Release', 'pidfd.node'), 'prebuilds', join('node_modules', 'node-gyp-build')];
+  const parts = [
+    'dist',
+    'bin',
+    join('build', 'Release', 'pidfd.node'),
+    'prebuilds',
+    join('node_modules', 'node-gyp-build'),
+    join('node_modules', 'smol-toml'), // what the `pidfd` command loads (prom-client only with --metrics)
+  ];
   for (const p of parts) {
     if (existsSync(join(ROOT, p))) cpSync(join(ROOT, p), join(dir, p), { recursive: true });
   }
