@@ -3,6 +3,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type KillEvent, LowMemoryKiller, type LowMemoryKillerOptions } from '../../lib/index';
 import { Lines } from './lines';
 import { exited, fixture, track } from './procs';
 
@@ -175,4 +176,41 @@ export function recordEvents(lmk: import('node:events').EventEmitter): { type: s
   for (const type of ['pressure', 'reclaim', 'trim', 'kill', 'recovered', 'error'])
     lmk.on(type, (e) => log.push({ type, e }));
   return log;
+}
+
+/** The kill events of a recordEvents log. */
+export const killEvents = (log: { type: string; e: any }[]): KillEvent[] =>
+  log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
+
+/**
+ * A fresh group of `limit` bytes with one worker holding `mib` MiB, and a killer over it (reclaim off) acting below
+ * `minAvailable`, with `options` on top; its events recorded. The worker joins `workers` for the teardown.
+ */
+export async function pressuredKiller(
+  workers: Worker[],
+  tag: string,
+  o: { limit: number; mib: number; minAvailable: number; options?: Partial<LowMemoryKillerOptions> },
+): Promise<{ w: Worker; lmk: LowMemoryKiller; log: { type: string; e: any }[] }> {
+  const g = makeV1MemoryGroup(tag, o.limit)!;
+  const w = await budgetWorker(workers, g, 0, 0);
+  const lmk = new LowMemoryKiller({
+    candidates: { cgroup: g },
+    memory: { cgroup: g },
+    minAvailable: o.minAvailable,
+    reclaim: false,
+    ...o.options,
+  });
+  const log = recordEvents(lmk);
+  await w.ask(`a ${o.mib}`, 'anon');
+  return { w, lmk, log };
+}
+
+/** A process's cgroup as the kill event and the hooks name it: its v2 path, or its v1 memory path where the v2
+ *  one is the root. */
+export function victimCgroupOf(pid: number): string | undefined {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3);
+  if (v2 !== undefined && v2 !== '/') return v2;
+  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('memory'));
+  return v1 === undefined ? v2 : v1.slice(v1.indexOf(':', v1.indexOf(':') + 1) + 1);
 }

@@ -9,14 +9,14 @@
 // minAvailable, and a mem-worker (test/fixtures/mem-worker.c) inside the group allocates to get there.
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
-import { KillEvent, LowMemoryKiller, LowMemoryKillerOptions, PreKillVictim } from '../../lib/index';
+import { LowMemoryKiller, LowMemoryKillerOptions, PreKillVictim } from '../../lib/index';
 import { exited } from '../helpers/procs';
 import {
-  budgetWorker,
-  makeV1MemoryGroup,
+  killEvents,
   memoryV1Root,
-  recordEvents,
+  pressuredKiller,
   removeAllGroups,
+  victimCgroupOf,
   Worker,
 } from '../helpers/mem-helpers';
 
@@ -53,32 +53,10 @@ async function setup(
   options: Partial<LowMemoryKillerOptions>,
   minAvailable = 128 * MiB,
 ): Promise<{ w: Worker; lmk: LowMemoryKiller; log: { type: string; e: any }[] }> {
-  const g = makeV1MemoryGroup(tag, LIMIT)!;
-  const w = await budgetWorker(workers, g, 0, 0);
-  const lmk = new LowMemoryKiller({
-    candidates: { cgroup: g },
-    memory: { cgroup: g },
-    minAvailable,
-    reclaim: false,
-    ...options,
-  });
-  const log = recordEvents(lmk);
-  await w.ask(`a ${mib}`, 'anon');
-  t.ok(lmk.headroom().available < minAvailable, 'below minAvailable: the killer will act');
-  return { w, lmk, log };
+  const r = await pressuredKiller(workers, tag, { limit: LIMIT, mib, minAvailable, options });
+  t.ok(r.lmk.headroom().available < minAvailable, 'below minAvailable: the killer will act');
+  return r;
 }
-
-/** The victim's cgroup as the hooks name it: its v2 path, or its v1 memory path where the v2 one is the root. */
-function expectedCgroup(pid: number): string | undefined {
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-  const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3);
-  if (v2 !== undefined && v2 !== '/') return v2;
-  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('memory'));
-  return v1 === undefined ? v2 : v1.slice(v1.indexOf(':', v1.indexOf(':') + 1) + 1);
-}
-
-const kills = (log: { type: string; e: any }[]): KillEvent[] =>
-  log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
 
 if (!memoryV1Root()) {
   t.skip('no cgroup v1 memory controller: these tests need a memory group of their own', () => {});
@@ -111,14 +89,14 @@ function main(): void {
       caught.lines = () => w.lines.all.filter((l) => l.startsWith('caught')).length;
       t.teardown(() => lmk.stop());
       await w.ask('h 15', 'handling 15');
-      const cgroup = expectedCgroup(w.pid);
+      const cgroup = victimCgroupOf(w.pid);
       const gone = exited(w.proc);
       await lmk.check();
       t.same(
         log.map((x) => x.type),
         ['pressure', 'kill'],
       );
-      const k = kills(log)[0];
+      const k = killEvents(log)[0];
       t.equal(k.pid, w.pid);
       t.equal(given?.pid, w.pid, 'the hook was told the victim');
       t.equal(given?.comm, 'mem-worker');
@@ -167,7 +145,7 @@ function main(): void {
     lmk.on('kill', () => order.push('kill'));
     const gone = exited(w.proc);
     await lmk.check();
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k?.pid, w.pid, 'the victim was killed anyway');
     t.same(await gone, [null, 'SIGKILL']);
     t.equal(k.preKillResult, 'timeout');
@@ -204,7 +182,7 @@ function main(): void {
       t.equal(err.code, 'ERR_PIDFD_LMK_PRE_KILL');
       t.match(err.message, new RegExp(`preKill hook for mem-worker \\(${w.pid}\\) failed: hook broke`));
       t.equal(err.cause, boom, 'the original error is its cause');
-      const k = kills(log)[0];
+      const k = killEvents(log)[0];
       t.equal(k.pid, w.pid);
       t.equal(k.preKillResult, 'failed');
       t.same(await gone, [null, 'SIGKILL']);
@@ -220,7 +198,7 @@ function main(): void {
     });
     t.teardown(() => lmk.stop());
     await lmk.check();
-    t.equal(kills(log)[0]?.preKillResult, 'timeout');
+    t.equal(killEvents(log)[0]?.preKillResult, 'timeout');
     reject(new Error('too late'));
     await new Promise((r) => setImmediate(r));
     const errs = log.filter((x) => x.type === 'error').map((x) => x.e as Error);
@@ -243,7 +221,7 @@ function main(): void {
     await lmk.check();
     t.same(await exited(w.proc), [null, 'SIGKILL'], 'the victim died of the SIGKILL the hook sent');
     t.equal(aborted, true, "the hook's signal was aborted when the victim exited");
-    t.same(kills(log), [], 'no kill event: the killer signalled nothing');
+    t.same(killEvents(log), [], 'no kill event: the killer signalled nothing');
     t.same(
       log.filter((x) => x.type === 'error'),
       [],
@@ -263,7 +241,7 @@ function main(): void {
     t.ok(lmk.headroom().available < 150 * MiB, 'below the critical level (150 MiB)');
     const gone = exited(w.proc);
     await lmk.check();
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k?.preKillResult, 'critical');
     t.same(await gone, [null, 'SIGKILL']);
   });
@@ -278,7 +256,7 @@ function main(): void {
     });
     t.teardown(() => lmk.stop());
     await lmk.check();
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k.dryRun, true);
     t.equal(k.pid, w.pid);
     t.equal(called, false);

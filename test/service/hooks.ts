@@ -11,7 +11,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KillEvent, LowMemoryKiller, PidFd } from '../../lib/index';
+import { KillEvent, LowMemoryKillerOptions, PidFd } from '../../lib/index';
 import {
   HOOK_ENV,
   HookResult,
@@ -24,11 +24,11 @@ import {
 } from '../../lib/service/hooks';
 import { exited } from '../helpers/procs';
 import {
-  budgetWorker,
-  makeV1MemoryGroup,
+  killEvents,
   memoryV1Root,
-  recordEvents,
+  pressuredKiller,
   removeAllGroups,
+  victimCgroupOf,
   Worker,
 } from '../helpers/mem-helpers';
 
@@ -131,32 +131,8 @@ t.test('runHook: bad arguments', async (t) => {
 });
 
 /** A worker in a fresh group holding enough to put the killer (returned, over that group) under pressure. */
-async function pressured(tag: string, options: object): Promise<{ w: Worker; lmk: LowMemoryKiller; log: any[] }> {
-  const g = makeV1MemoryGroup(tag, LIMIT)!;
-  const w = await budgetWorker(workers, g, 0, 0);
-  const lmk = new LowMemoryKiller({
-    candidates: { cgroup: g },
-    memory: { cgroup: g },
-    minAvailable: MIN_AVAILABLE,
-    reclaim: false,
-    ...options,
-  });
-  const log = recordEvents(lmk);
-  await w.ask('a 400', 'anon');
-  return { w, lmk, log };
-}
-
-/** The victim's cgroup as the hooks name it: its v2 path, or its v1 memory path where the v2 one is the root. */
-function expectedCgroup(pid: number): string | undefined {
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-  const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3);
-  if (v2 !== undefined && v2 !== '/') return v2;
-  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('memory'));
-  return v1 === undefined ? v2 : v1.slice(v1.indexOf(':', v1.indexOf(':') + 1) + 1);
-}
-
-const kills = (log: { type: string; e: any }[]): KillEvent[] =>
-  log.filter((x) => x.type === 'kill').map((x) => x.e as KillEvent);
+const pressured = (tag: string, options: Partial<LowMemoryKillerOptions>) =>
+  pressuredKiller(workers, tag, { limit: LIMIT, mib: 400, minAvailable: MIN_AVAILABLE, options });
 
 if (!memoryV1Root()) {
   t.skip('no cgroup v1 memory controller: the kill tests need a memory group of their own', () => {});
@@ -171,7 +147,7 @@ if (!memoryV1Root()) {
     t.teardown(() => lmk.stop());
     const died = exited(w.proc);
     await lmk.check();
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k?.pid, w.pid);
     t.equal(k.preKillResult, 'ok');
     t.same(await died, [null, 'SIGKILL']);
@@ -207,7 +183,7 @@ if (!memoryV1Root()) {
     t.teardown(() => lmk.stop());
     const died = exited(w.proc);
     await lmk.check();
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k?.pid, w.pid, 'killed anyway');
     t.same(await died, [null, 'SIGKILL']);
     t.equal(k.preKillResult, 'timeout');
@@ -233,7 +209,7 @@ if (!memoryV1Root()) {
       ['pressure', 'error', 'kill'],
     );
     t.match(log[1].e.message, /pre-kill command "echo no space left >&2; exit 7" exited with status 7: no space left/);
-    t.equal(kills(log)[0].preKillResult, 'failed');
+    t.equal(killEvents(log)[0].preKillResult, 'failed');
     t.same(await died, [null, 'SIGKILL']);
   });
 
@@ -243,7 +219,7 @@ if (!memoryV1Root()) {
     const post = new PostKillRunner(`env > ${out}`, 10_000, { onDone: (r, e) => done.push([r, e]) });
     const { w, lmk, log } = await pressured('svc-post', {});
     t.teardown(() => lmk.stop());
-    const cgroup = expectedCgroup(w.pid);
+    const cgroup = victimCgroupOf(w.pid);
     const order: string[] = [];
     lmk.on('kill', (e) => {
       order.push(`push ${post.push(e)}`);
@@ -253,7 +229,7 @@ if (!memoryV1Root()) {
     order.push(`check done: ${done.length} done`);
     await post.idle();
     t.same(order, ['push true', 'after push: 0 done', 'check done: 0 done'], 'the command never held up the killer');
-    const k = kills(log)[0];
+    const k = killEvents(log)[0];
     t.equal(k.pid, w.pid);
     t.equal(done.length, 1);
     t.equal(done[0][0].status, 0);
