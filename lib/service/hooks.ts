@@ -5,7 +5,9 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { capabilities } from '../capabilities';
 import type { KillEvent, PreKillVictim } from '../lmk/events';
+import { PidFd } from '../pidfd';
 import { codedError } from '../errors';
 import { invalidType, outOfRange, validateAbortSignal } from '../validate';
 
@@ -63,6 +65,7 @@ export function runHook(
     let killed = false;
     let done = false;
     let child: ChildProcess;
+    let group: PidFd | undefined;
     const finish = (error?: Error): void => {
       if (done) return;
       done = true;
@@ -70,6 +73,7 @@ export function runHook(
       signal?.removeEventListener('abort', onAbort);
       child.stdout?.destroy();
       child.stderr?.destroy();
+      group?.close();
       resolve({
         status: exited?.status ?? null,
         signal: exited?.signal ?? null,
@@ -84,7 +88,11 @@ export function runHook(
     const kill = (): void => {
       killed = true;
       try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        // Through the shell's pidfd where the kernel can (6.9): the pidfd pins the pid, so the group is the hook's
+        // even after the shell was reaped. Elsewhere by number: the shell is the group's leader, and a group id
+        // stays taken while any member lives.
+        if (group !== undefined && capabilities().pidfdSignalScope) group.kill('SIGKILL', { scope: 'process-group' });
+        else if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
       } catch {
         /* the group is gone already */
       }
@@ -116,6 +124,11 @@ export function runHook(
       return;
     }
     unprotect(child.pid);
+    try {
+      group = PidFd.fromChild(child);
+    } catch {
+      /* it failed to spawn, or pidfds are unsupported here: the group is killed by number */
+    }
     const keep = (b: Buffer): void => {
       const room = OUTPUT_LIMIT - size;
       if (b.length > room) truncated = true;

@@ -105,6 +105,17 @@ t.test('runHook: SIGKILL to the whole process group at the timeout', async (t) =
   t.ok(await gone(bg), `the background sleep (${bg}) of its group died too`);
 });
 
+t.test('runHook: the group is killed at the timeout even after the shell itself has exited', async (t) => {
+  // The shell ends at once; its background sleep keeps the output open, so the hook runs on until the timeout.
+  // The shell is reaped by then: the group is reached through the shell's pidfd (6.9+), or by its number.
+  const pidFile = join(dir, 'orphan.pid');
+  const r = await runHook(`sleep 1000 & echo $! > ${pidFile}`, {}, 300);
+  t.equal(r.timedOut, true, 'ended by its timeout');
+  t.equal(r.status, 0, 'the shell itself had exited with 0');
+  const bg = Number(readFileSync(pidFile, 'utf8'));
+  t.ok(await gone(bg), `the orphaned sleep (${bg}) of its group died`);
+});
+
 t.test('runHook: a detached background process does not hold it; an abort kills it', async (t) => {
   const r = await runHook('sleep 1000 >/dev/null 2>&1 & echo $!', {}, 60_000);
   t.equal(r.status, 0, 'done when the shell exited and its output closed');
