@@ -104,6 +104,9 @@ export class Worker {
       spawn(fixture('mem-worker'), cgroupProcs, { stdio: ['pipe', 'pipe', 'inherit'], detached: options.detached }),
     );
     this.lines = new Lines(this.proc.stdout!);
+    // A worker killed while a command is being written (the killer's victim, mid-allocation) makes the write fail
+    // with EPIPE on the stream, not in ask(): the answer that never comes fails ask() instead.
+    this.proc.stdin!.on('error', () => {});
   }
 
   async ready(): Promise<this> {
