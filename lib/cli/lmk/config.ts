@@ -1,7 +1,8 @@
 // The settings of `pidfd lmk` from their two sources, the config file (TOML, one flat table of the keys in
 // settings.ts) and the command line (which overrides the file), merged into one map of parsed values; and that map
 // turned into the killer's options. Every error names the key (or flag), the value and the reason.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import type { CandidateMatcher, LowMemoryKillerOptions } from '../../index';
 import { UsageError } from '../command';
@@ -155,20 +156,9 @@ export function killerOptions(v: View): LowMemoryKillerOptions {
   return o;
 }
 
-const isMemoryCgroup = (dir: string): boolean => {
-  try {
-    readFileSync(`${dir}/memory.usage_in_bytes`);
-    return true;
-  } catch {
-    /* not v1 */
-  }
-  try {
-    readFileSync(`${dir}/memory.current`);
-    return true;
-  } catch {
-    return false;
-  }
-};
+// A memory cgroup's candidates are its budget too (v1 or v2 counters present).
+const isMemoryCgroup = (dir: string): boolean =>
+  existsSync(join(dir, 'memory.usage_in_bytes')) || existsSync(join(dir, 'memory.current'));
 
 /** A value as the config file writes it (the inverse of parseValue, up to spelling). */
 function fileValue(s: Setting, v: Value): unknown {
